@@ -1,0 +1,276 @@
+//! Fixed, human-meaningful duration buckets shared by every histogram
+//! leakscope keeps: lifetimes of freed allocations and dropped objects, and
+//! ages of live ones.
+//!
+//! # Buckets
+//!
+//! The upper bounds ([`BOUNDS`]) run from 1 µs to 7 days, roughly 1-2.5-5 per
+//! decade where requests live (milliseconds to seconds) and at clock-friendly
+//! steps above (1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, 12 h, 1 d,
+//! 3 d, 7 d), then `+Inf`. A value equal to a bound falls into that bound's
+//! bucket (Prometheus' `le`, "less than or equal"). The same bounds are the
+//! `le` labels of the Prometheus histograms and the age buckets of pprof
+//! labels, so all exports agree.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+
+use serde::Serialize;
+
+const US: u64 = 1_000;
+const MS: u64 = 1_000_000;
+const S: u64 = 1_000_000_000;
+const MIN: u64 = 60 * S;
+const H: u64 = 60 * MIN;
+const D: u64 = 24 * H;
+
+/// Upper bounds of the finite buckets, in nanoseconds, ascending.
+pub const BOUNDS_NS: [u64; 28] = [
+    US,
+    10 * US,
+    100 * US,
+    MS,
+    2_500 * US,
+    5 * MS,
+    10 * MS,
+    25 * MS,
+    50 * MS,
+    100 * MS,
+    250 * MS,
+    500 * MS,
+    S,
+    2_500 * MS,
+    5 * S,
+    10 * S,
+    30 * S,
+    MIN,
+    5 * MIN,
+    10 * MIN,
+    30 * MIN,
+    H,
+    3 * H,
+    6 * H,
+    12 * H,
+    D,
+    3 * D,
+    7 * D,
+];
+
+/// Number of buckets, including the final `+Inf` bucket.
+pub const BUCKETS: usize = BOUNDS_NS.len() + 1;
+
+/// Upper bounds of the finite buckets as [`Duration`]s.
+pub const fn bound(i: usize) -> Duration {
+    Duration::from_nanos(BOUNDS_NS[i])
+}
+
+/// Upper bounds of the finite buckets as [`Duration`]s, ascending (the
+/// `+Inf` bucket has no bound).
+pub fn bounds() -> impl ExactSizeIterator<Item = Duration> {
+    BOUNDS_NS.iter().map(|&n| Duration::from_nanos(n))
+}
+
+/// Index of the bucket holding `ns` (the first bound `>= ns`, or the `+Inf`
+/// bucket). Branch-light binary search; never panics.
+#[inline]
+pub fn bucket_index(ns: u64) -> usize {
+    BOUNDS_NS.partition_point(|&b| b < ns)
+}
+
+/// A snapshot of one duration histogram: per-bucket counts (not cumulative)
+/// over the shared [`BOUNDS_NS`], plus the sum of all observations.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Histogram {
+    /// Count per bucket, `BUCKETS` long; the last entry is the `+Inf` bucket.
+    /// Not cumulative.
+    pub counts: Vec<u64>,
+    /// Sum of all observed durations, in seconds.
+    pub sum_seconds: f64,
+}
+
+impl Histogram {
+    /// An empty histogram with `BUCKETS` zero counts.
+    pub fn empty() -> Self {
+        Histogram {
+            counts: vec![0; BUCKETS],
+            sum_seconds: 0.0,
+        }
+    }
+
+    /// Builds a histogram from per-bucket counts and a sum.
+    ///
+    /// Missing buckets are zero; extra entries are folded into `+Inf`.
+    pub fn from_counts(counts: &[u64], sum_seconds: f64) -> Self {
+        let mut h = Histogram::empty();
+        for (i, &c) in counts.iter().enumerate() {
+            h.counts[i.min(BUCKETS - 1)] += c;
+        }
+        h.sum_seconds = sum_seconds;
+        h
+    }
+
+    /// Total number of observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Records one observation (used when building snapshots).
+    pub fn record(&mut self, d: Duration) {
+        self.record_n(d, 1);
+    }
+
+    /// Records `n` observations of the same duration.
+    pub fn record_n(&mut self, d: Duration, n: u64) {
+        if self.counts.len() != BUCKETS {
+            self.counts.resize(BUCKETS, 0);
+        }
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.counts[bucket_index(ns)] += n;
+        self.sum_seconds += d.as_secs_f64() * n as f64;
+    }
+
+    /// Adds another histogram's counts and sum into this one.
+    pub fn merge(&mut self, other: &Histogram) {
+        if self.counts.len() != BUCKETS {
+            self.counts.resize(BUCKETS, 0);
+        }
+        for (i, &c) in other.counts.iter().enumerate() {
+            self.counts[i.min(BUCKETS - 1)] += c;
+        }
+        self.sum_seconds += other.sum_seconds;
+    }
+
+    /// Cumulative counts (`le` semantics), `BUCKETS` long, as Prometheus
+    /// wants them.
+    pub fn cumulative(&self) -> Vec<u64> {
+        let mut acc = 0;
+        self.counts
+            .iter()
+            .map(|&c| {
+                acc += c;
+                acc
+            })
+            .collect()
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0..=1), or `None`
+    /// for an empty histogram. The `+Inf` bucket reports `None` too.
+    pub fn quantile_upper_bound(&self, q: f64) -> Option<Duration> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut acc = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            acc += c;
+            if acc >= rank {
+                return BOUNDS_NS.get(i).map(|&n| Duration::from_nanos(n));
+            }
+        }
+        None
+    }
+}
+
+/// A lock-free histogram of durations: one relaxed `fetch_add` per
+/// observation on the bucket and one on the sum.
+///
+/// Used by tracked-object sites; `const`-constructible so it can live in a
+/// `static`.
+#[derive(Debug)]
+pub struct AtomicHistogram {
+    counts: [AtomicU64; BUCKETS],
+    sum_ns: AtomicU64,
+}
+
+impl AtomicHistogram {
+    /// An empty histogram.
+    #[allow(clippy::declare_interior_mutable_const)]
+    pub const fn new() -> Self {
+        const Z: AtomicU64 = AtomicU64::new(0);
+        AtomicHistogram {
+            counts: [Z; BUCKETS],
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one duration given in nanoseconds.
+    #[inline]
+    pub fn record_ns(&self, ns: u64) {
+        self.counts[bucket_index(ns)].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Reads the current counts into a [`Histogram`].
+    pub fn load(&self) -> Histogram {
+        Histogram {
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            sum_seconds: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+impl Default for AtomicHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A short human label for a bucket bound, e.g. `"2.5ms"`, `"1h"`, `"+Inf"`.
+pub fn bound_label(i: usize) -> String {
+    match BOUNDS_NS.get(i) {
+        Some(&n) => crate::snapshot::fmt_duration(Duration::from_nanos(n)),
+        None => "+Inf".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_ascend_and_index_is_le() {
+        for w in BOUNDS_NS.windows(2) {
+            assert!(w[0] < w[1]);
+        }
+        assert_eq!(bucket_index(0), 0);
+        assert_eq!(bucket_index(US), 0);
+        assert_eq!(bucket_index(US + 1), 1);
+        assert_eq!(bucket_index(S), 12);
+        assert_eq!(bucket_index(7 * D), BOUNDS_NS.len() - 1);
+        assert_eq!(bucket_index(7 * D + 1), BUCKETS - 1);
+        assert_eq!(bucket_index(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn histogram_record_and_quantile() {
+        let mut h = Histogram::empty();
+        h.record(Duration::from_millis(3));
+        h.record_n(Duration::from_secs(2), 3);
+        assert_eq!(h.count(), 4);
+        assert_eq!(h.counts[bucket_index(3 * MS)], 1);
+        assert_eq!(h.quantile_upper_bound(0.25), Some(Duration::from_millis(5)));
+        assert_eq!(
+            h.quantile_upper_bound(0.99),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(*h.cumulative().last().unwrap(), 4);
+        assert!((h.sum_seconds - 6.003).abs() < 1e-9);
+    }
+
+    #[test]
+    fn atomic_histogram_loads_what_it_recorded() {
+        let h = AtomicHistogram::new();
+        h.record_ns(500);
+        h.record_ns(2 * H);
+        let l = h.load();
+        assert_eq!(l.counts[0], 1);
+        assert_eq!(l.counts[bucket_index(2 * H)], 1);
+        assert_eq!(l.count(), 2);
+    }
+}
