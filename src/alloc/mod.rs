@@ -397,6 +397,14 @@ fn moved_sample(e: &Live) {
 // ---------------------------------------------------------------------------
 // Reading.
 
+/// How many per-thread counter blocks have ever been in use at once (the
+/// pool's high-water mark, at most 1024). Threads that exit return their
+/// block, so a service that creates threads forever stays at its peak
+/// thread count. Diagnostics for tests and dashboards.
+pub fn thread_blocks_high_water() -> usize {
+    counters::high_water()
+}
+
 pub(crate) fn heap_stats() -> HeapStats {
     let t = counters::totals();
     let live_samples = {
