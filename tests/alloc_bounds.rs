@@ -2,6 +2,8 @@
 //! counted in `dropped_samples`, exact totals stay exact, and leakscope's
 //! metadata stays bounded.
 
+#![allow(clippy::vec_box)] // one heap block per object is the point
+
 use std::hint::black_box;
 
 #[global_allocator]

@@ -11,6 +11,7 @@ use leakscope::histogram::{bucket_index, BOUNDS_NS};
 static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::system();
 
 #[inline(never)]
+#[allow(clippy::vec_box)] // one heap block per object is the point
 fn make_short_lived(n: usize) -> Vec<Box<[u8; 512]>> {
     (0..n).map(|_| black_box(Box::new([7u8; 512]))).collect()
 }
@@ -58,7 +59,11 @@ fn lifetimes_ages_and_realloc() {
         .find(|s| s.frames == frames)
         .expect("the boxes' site is still listed");
     let lifetimes = site.lifetimes.counts[two_h];
-    assert_eq!(lifetimes, 100, "lifetimes bucket (le {} ns)", BOUNDS_NS[two_h]);
+    assert_eq!(
+        lifetimes, 100,
+        "lifetimes bucket (le {} ns)",
+        BOUNDS_NS[two_h]
+    );
     assert!(sites_of(&snap, "make_short_lived").all(|s| s.live_objects == 0));
 
     // 2. A sampled block grown by realloc stays one live allocation, at its
@@ -76,10 +81,17 @@ fn lifetimes_ages_and_realloc() {
         .iter()
         .filter(|s| s.live_objects > 0 && s.live_bytes == cap_bytes)
         .collect();
-    assert_eq!(live.len(), 1, "one live site holds the grown buffer\n{snap}");
+    assert_eq!(
+        live.len(),
+        1,
+        "one live site holds the grown buffer\n{snap}"
+    );
     assert_eq!(live[0].live_objects, 1);
     let age = live[0].oldest_age.expect("age");
-    assert!(age >= Duration::from_secs(600), "realloc kept the age: {age:?}");
+    assert!(
+        age >= Duration::from_secs(600),
+        "realloc kept the age: {age:?}"
+    );
     // The original small allocation is no longer live anywhere.
     assert!(sites_of(&snap, "make_growing_buffer").all(|s| s.live_bytes != 32));
     drop(v);

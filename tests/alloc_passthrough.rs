@@ -145,5 +145,8 @@ fn inner_semantics_pass_through() {
     // SAFETY: `p` is still the live block allocated with `l`.
     unsafe { ALLOC.dealloc(p, l) };
     assert_eq!(DEALLOCS.load(Ordering::SeqCst), deallocs + 1);
-    assert_eq!(leakscope::heap_stats().live_samples, before.live_samples - 1);
+    assert_eq!(
+        leakscope::heap_stats().live_samples,
+        before.live_samples - 1
+    );
 }

@@ -138,7 +138,11 @@ fn totals_are_exact_at_any_rate() {
     leakscope::set_sample_rate(0);
     let samples = leakscope::heap_stats().samples;
     run_pattern_on_threads();
-    assert_eq!(leakscope::heap_stats().samples, samples, "rate 0 samples nothing");
+    assert_eq!(
+        leakscope::heap_stats().samples,
+        samples,
+        "rate 0 samples nothing"
+    );
     leakscope::set_sample_rate(leakscope::alloc::DEFAULT_SAMPLE_RATE);
 
     // Peak: a 64 MiB block is published at once, so the peak covers it.

@@ -82,13 +82,43 @@ fn estimates_are_within_five_sd_of_the_truth() {
             "{what}: estimate {got}, truth {truth}, error {err:.0} > bound {bound:.0}\n{snap}"
         );
     };
-    check("small live bytes", sb, N_SMALL * SMALL, 5.0 * sd(N_SMALL, SMALL));
-    check("small allocated bytes", sa, N_SMALL * SMALL, 5.0 * sd(N_SMALL, SMALL));
+    check(
+        "small live bytes",
+        sb,
+        N_SMALL * SMALL,
+        5.0 * sd(N_SMALL, SMALL),
+    );
+    check(
+        "small allocated bytes",
+        sa,
+        N_SMALL * SMALL,
+        5.0 * sd(N_SMALL, SMALL),
+    );
     // Counts: the same derivation with weight 1/p instead of s/p.
-    check("small live objects", so, N_SMALL, 5.0 * sd(N_SMALL, SMALL) / SMALL as f64);
-    check("large live bytes", lb, N_LARGE * LARGE, 5.0 * sd(N_LARGE, LARGE));
-    check("large allocated bytes", la, N_LARGE * LARGE, 5.0 * sd(N_LARGE, LARGE));
-    check("large live objects", lo, N_LARGE, 5.0 * sd(N_LARGE, LARGE) / LARGE as f64);
+    check(
+        "small live objects",
+        so,
+        N_SMALL,
+        5.0 * sd(N_SMALL, SMALL) / SMALL as f64,
+    );
+    check(
+        "large live bytes",
+        lb,
+        N_LARGE * LARGE,
+        5.0 * sd(N_LARGE, LARGE),
+    );
+    check(
+        "large allocated bytes",
+        la,
+        N_LARGE * LARGE,
+        5.0 * sd(N_LARGE, LARGE),
+    );
+    check(
+        "large live objects",
+        lo,
+        N_LARGE,
+        5.0 * sd(N_LARGE, LARGE) / LARGE as f64,
+    );
 
     // Freeing everything leaves no live estimate at either site.
     drop(small);
