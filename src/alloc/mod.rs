@@ -21,7 +21,7 @@
 //! - No panic and no unwinding out of the `GlobalAlloc` methods.
 //! - Re-entrancy: leakscope's own allocations (while recording, symbolizing
 //!   or snapshotting) go straight to the inner allocator, uncounted, decided
-//!   by a const-initialised thread-local flag ([`guard`]).
+//!   by a const-initialised thread-local flag (the re-entrancy guard).
 //! - Thread exit: allocations during and after thread-local teardown are
 //!   counted (into a shared atomic block) and may still be sampled.
 //! - The unsampled path takes no lock, does no hash lookup and no atomic
