@@ -41,8 +41,15 @@ pub(crate) const EXITED: u8 = 8;
 pub(crate) struct ThreadState {
     pub(crate) flags: Cell<u8>,
     pub(crate) block: Cell<&'static Block>,
-    /// Bytes left until the next sample.
+    /// Bytes left until the next slow-path visit (`min(sample_left,
+    /// PEAK_CHECK_BYTES)` when armed).
     pub(crate) countdown: Cell<i64>,
+    /// What `countdown` was armed with.
+    pub(crate) armed: Cell<i64>,
+    /// Bytes left until the next sample.
+    pub(crate) sample_left: Cell<i64>,
+    /// Bytes allocated since the last peak check.
+    pub(crate) since_peak: Cell<i64>,
     /// The sampler epoch the countdown was drawn under.
     pub(crate) epoch: Cell<u64>,
     /// The sampling generator's state.
@@ -55,6 +62,9 @@ thread_local! {
             flags: Cell::new(FRESH | SLOW),
             block: Cell::new(&SHARED),
             countdown: Cell::new(0),
+            armed: Cell::new(0),
+            sample_left: Cell::new(0),
+            since_peak: Cell::new(0),
             epoch: Cell::new(0),
             rng: Cell::new(0),
         }

@@ -228,26 +228,48 @@ fn should_sample(t: &ThreadState, size: usize) -> bool {
     sample_decision_slow(t, size)
 }
 
+/// The slow path of the countdown: decides whether this allocation is
+/// sampled, checks the peak every `PEAK_CHECK_BYTES`, and re-arms.
 #[cold]
 #[inline(never)]
 fn sample_decision_slow(t: &ThreadState, size: usize) -> bool {
+    let size = size as i64;
     let epoch = EPOCH.load(Ordering::Acquire);
+    let rate = current_rate();
     let mut rng = t.rng.get();
-    if t.epoch.get() != epoch {
+    // Bytes allocated since the countdown was armed, this one included.
+    let consumed = t
+        .armed
+        .get()
+        .wrapping_sub(t.countdown.get())
+        .wrapping_add(size);
+    let mut left = if t.epoch.get() != epoch {
+        // New rate or seed (or the thread's first allocation): start afresh.
         t.epoch.set(epoch);
         let salt = t.block.get() as *const Block as u64 ^ (t as *const ThreadState as u64);
         sampler::reseed(&mut rng, salt);
-        let c = sampler::draw(&mut rng, current_rate()).wrapping_sub(size as i64);
-        t.rng.set(rng);
-        if c >= 0 {
-            t.countdown.set(c);
-            return false;
-        }
+        sampler::draw(&mut rng, rate).wrapping_sub(size)
+    } else {
+        t.sample_left.get().wrapping_sub(consumed)
+    };
+    let sampled = left < 0 && rate != 0;
+    if left < 0 {
+        // Memoryless: after a sample the next distance is drawn afresh.
+        left = sampler::draw(&mut rng, rate);
     }
-    let rate = current_rate();
-    t.countdown.set(sampler::draw(&mut rng, rate));
     t.rng.set(rng);
-    rate != 0
+    t.sample_left.set(left);
+    let since = t.since_peak.get().saturating_add(consumed);
+    if since >= counters::PEAK_CHECK_BYTES {
+        t.since_peak.set(0);
+        counters::check_peak();
+    } else {
+        t.since_peak.set(since);
+    }
+    let arm = left.min(counters::PEAK_CHECK_BYTES);
+    t.armed.set(arm);
+    t.countdown.set(arm);
+    sampled
 }
 
 /// The common case: this thread owns its block and is not inside leakscope.
