@@ -51,6 +51,9 @@ mod stack;
 pub mod objects;
 
 // -- exporters: pprof and flame graphs --
+#[cfg(feature = "flamegraph")]
+pub mod flamegraph;
+pub mod pprof;
 
 // -- exporters: prometheus and the debug server --
 
