@@ -108,7 +108,9 @@ fn run(out: &Out) -> Result<(), String> {
         leakscope::set_sample_rate(4096);
     }
     let pool = build_pool();
-    let mut sessions = Vec::new();
+    // Room for every session up front, so leak_sessions holds only the
+    // 64 KiB buffers (no Vec growth).
+    let mut sessions = Vec::with_capacity(128);
     leak_sessions(&mut sessions, 32);
     handle_requests(20_000);
     write(&out.base, pprof::heap_profile)?;
