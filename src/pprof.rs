@@ -18,8 +18,9 @@
 //! stack becomes one pprof sample per age bucket of its live allocations
 //! (the shared [`crate::histogram`] buckets), labelled with the numeric label
 //! `age` = the bucket's **upper bound**, in `nanoseconds` (a time unit pprof
-//! converts: `-tagfocus=age=10m:` keeps buckets whose bound is at least
-//! 10 minutes). Those samples carry the in-use values and the matching
+//! converts). `-tagfocus=age=600s:` keeps buckets whose bound is at least
+//! 10 minutes; pprof knows `ns`, `us`, `ms`, `s`, `hour`, `day`, `week` and
+//! `year` but no minutes, so `age=10m:` matches nothing. Those samples carry the in-use values and the matching
 //! allocated values; one more sample without an `age` label carries what was
 //! allocated at that stack and has since been freed. So per stack the values
 //! sum to Go's, and `go tool pprof -tags` shows how old the live memory is.
