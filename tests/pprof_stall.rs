@@ -14,9 +14,15 @@ use leakscope::pprof::{self, ProfileOptions};
 static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::system();
 
 const WARMUP: u8 = 0;
+/// Only the workers run.
 const BASELINE: u8 = 1;
-const PROFILING: u8 = 2;
-const STOP: u8 = 3;
+/// The main thread spins on the CPU without touching leakscope: the
+/// control for "a third busy thread on a 2-core machine".
+const CONTROL: u8 = 2;
+/// The main thread takes profiles back to back.
+const PROFILING: u8 = 3;
+const STOP: u8 = 4;
+const PHASES: usize = 4;
 
 /// Per-phase allocation-call latencies of one worker.
 #[derive(Clone, Copy, Debug, Default)]
@@ -30,8 +36,8 @@ struct Lat {
 /// Allocates and frees hard (sizes 16 B..16 KiB, a window of 4096 live
 /// buffers), timing every allocation call.
 #[inline(never)]
-fn worker(phase: &AtomicU8, seed: u64) -> [Lat; 3] {
-    let mut lat = [Lat::default(); 3];
+fn worker(phase: &AtomicU8, seed: u64) -> [Lat; PHASES] {
+    let mut lat = [Lat::default(); PHASES];
     let mut live: VecDeque<Vec<u8>> = VecDeque::with_capacity(4096);
     let mut x = seed | 1;
     loop {
@@ -76,6 +82,12 @@ fn profiling_does_not_stall_allocating_threads() {
     std::thread::sleep(Duration::from_millis(200));
     phase.store(BASELINE, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(800));
+    phase.store(CONTROL, Ordering::Relaxed);
+    let t_control = Instant::now();
+    let mut spin = 0u64;
+    while t_control.elapsed() < Duration::from_millis(800) {
+        spin = std::hint::black_box(spin.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
     phase.store(PROFILING, Ordering::Relaxed);
     let mut took = Vec::new();
     let mut last = Vec::new();
@@ -86,7 +98,7 @@ fn profiling_does_not_stall_allocating_threads() {
         took.push(t.elapsed());
     }
     phase.store(STOP, Ordering::Relaxed);
-    let lats: Vec<[Lat; 3]> = workers
+    let lats: Vec<[Lat; PHASES]> = workers
         .into_iter()
         .map(|w| w.join().expect("worker panicked"))
         .collect();
@@ -105,6 +117,7 @@ fn profiling_does_not_stall_allocating_threads() {
     );
     for (i, l) in lats.iter().enumerate() {
         eprintln!("worker {i} baseline:  {:?}", l[usize::from(BASELINE)]);
+        eprintln!("worker {i} control:   {:?}", l[usize::from(CONTROL)]);
         eprintln!("worker {i} profiling: {:?}", l[usize::from(PROFILING)]);
     }
     for l in &lats {
