@@ -162,6 +162,12 @@ check "-base: the pool did not grow" test "${pool:-none}" = none -o "${pool:-0}"
 
 check "flame graph SVG written" grep -q 'pprof_dump::leak_sessions' "$work/heap.svg"
 check "text form has Go's header" grep -q '^heap profile: .* @ heap/2$' "$work/heap.txt"
+# pprof's legacy text parser reads the ?debug=1 form without scaling the
+# (already scaled) values again: its in-use total equals the header's.
+text_inuse="$(sed -n 's/^heap profile: [0-9]*: \([0-9]*\) .*/\1/p' "$work/heap.txt")"
+text_total="$(pp -top -unit=B "$work/heap.txt" | sed -n 's/.* of \([0-9]*\)B total.*/\1/p')"
+check "legacy parser reads the text form unscaled ($text_total B vs header $text_inuse B)" \
+    test -n "$text_inuse" -a "$text_total" = "$text_inuse"
 
 if [ "$fail" -ne 0 ]; then
     echo "compat-pprof: FAILED"
