@@ -37,6 +37,18 @@
 //! binary first, with GNU build ids where the files have them, and marks
 //! them symbolized, so tools show names without the binary at hand.
 //!
+//! # Reading them
+//!
+//! ```text
+//! curl -s localhost:6060/debug/pprof/heap > heap.out
+//! go tool pprof -top heap.out                        # in-use bytes by function
+//! go tool pprof -tags heap.out                       # how old the live memory is
+//! go tool pprof -top -tagfocus=age=600s: heap.out    # only memory >= ~10 min old
+//! curl -s 'localhost:6060/debug/pprof/heap?min_age=10m' > old.out   # exact leak view
+//! go tool pprof -top -base before.out heap.out       # what grew
+//! go tool pprof -sample_index=alloc_space -top heap.out
+//! ```
+//!
 //! # Examples
 //!
 //! ```
