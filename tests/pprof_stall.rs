@@ -4,11 +4,13 @@
 //! process: the tracking allocator is this binary's global allocator.
 
 use std::collections::VecDeque;
+use std::io::Read;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leakscope::pprof::{self, ProfileOptions};
+use prost::Message;
 
 #[global_allocator]
 static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::system();
@@ -105,7 +107,12 @@ fn profiling_does_not_stall_allocating_threads() {
 
     let stats = leakscope::heap_stats();
     assert!(stats.samples > 100, "the allocator sampled: {stats:?}");
-    assert!(last.len() > 100, "profiles have content");
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(last.as_slice())
+        .read_to_end(&mut raw)
+        .expect("gunzip");
+    let p = leakscope::pprof::proto::Profile::decode(raw.as_slice()).expect("decode");
+    assert!(!p.sample.is_empty(), "the profiles taken have samples");
     took.sort();
     eprintln!(
         "profiles taken: {}, duration min {:?} median {:?} max {:?}; live samples {}",
