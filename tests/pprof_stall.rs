@@ -1,6 +1,8 @@
 //! Taking profiles while two threads allocate hard does not stall them: no
 //! single allocation call waits more than 250 ms (a generous bound for a
-//! loaded 2-core CI machine; the measured numbers are in the README). Own
+//! loaded 2-core CI machine; the measured numbers are in the README), nor
+//! more than twice the worst stall of a control phase in which a plain
+//! CPU-bound thread runs instead of the profiler, if that is larger. Own
 //! process: the tracking allocator is this binary's global allocator.
 
 use std::collections::VecDeque;
@@ -133,9 +135,13 @@ fn profiling_does_not_stall_allocating_threads() {
             during.calls > 1000,
             "worker allocated while profiles were taken: {during:?}"
         );
+        // 250 ms, unless the machine itself is that noisy: then twice the
+        // worst stall seen while a plain CPU-bound thread ran instead.
+        let control = l[usize::from(CONTROL)].max;
+        let bound = Duration::from_millis(250).max(control * 2);
         assert!(
-            during.max < Duration::from_millis(250),
-            "an allocation call stalled {:?} while profiles were taken",
+            during.max < bound,
+            "an allocation call stalled {:?} while profiles were taken (bound {bound:?}, control {control:?})",
             during.max
         );
     }
