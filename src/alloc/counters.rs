@@ -76,64 +76,80 @@ fn bump(c: &AtomicU64, n: u64) {
 }
 
 impl Block {
-    /// Counts an allocation of `size` bytes. `owned` says whether the caller
-    /// is this block's only writer (else atomic adds are used).
+    /// Counts an allocation of `size` bytes on the owner's block: plain
+    /// load + store, no `lock` prefix.
     #[inline(always)]
-    pub(crate) fn on_alloc(&self, size: u64, owned: bool) {
-        if owned {
-            bump(&self.allocs, 1);
-            bump(&self.alloc_bytes, size);
-        } else {
-            self.allocs.fetch_add(1, Ordering::Relaxed);
-            self.alloc_bytes.fetch_add(size, Ordering::Relaxed);
-        }
-        self.add_live(size as i64, owned);
+    pub(crate) fn on_alloc(&self, size: u64) {
+        bump(&self.allocs, 1);
+        bump(&self.alloc_bytes, size);
+        self.grow(size as i64);
     }
 
-    /// Counts a free of `size` bytes.
+    /// Counts a free of `size` bytes on the owner's block.
     #[inline(always)]
-    pub(crate) fn on_free(&self, size: u64, owned: bool) {
-        if owned {
-            bump(&self.frees, 1);
-            bump(&self.freed_bytes, size);
-        } else {
-            self.frees.fetch_add(1, Ordering::Relaxed);
-            self.freed_bytes.fetch_add(size, Ordering::Relaxed);
-        }
-        self.add_live(-(size as i64), owned);
+    pub(crate) fn on_free(&self, size: u64) {
+        bump(&self.frees, 1);
+        bump(&self.freed_bytes, size);
+        self.shrink(size as i64);
     }
 
-    /// Counts a realloc from `old` to `new` bytes.
+    /// Counts a realloc from `old` to `new` bytes on the owner's block.
     #[inline(always)]
-    pub(crate) fn on_realloc(&self, old: u64, new: u64, owned: bool) {
-        if owned {
-            bump(&self.reallocs, 1);
-            bump(&self.alloc_bytes, new);
-            bump(&self.freed_bytes, old);
+    pub(crate) fn on_realloc(&self, old: u64, new: u64) {
+        bump(&self.reallocs, 1);
+        bump(&self.alloc_bytes, new);
+        bump(&self.freed_bytes, old);
+        if new >= old {
+            self.grow((new - old) as i64);
         } else {
-            self.reallocs.fetch_add(1, Ordering::Relaxed);
-            self.alloc_bytes.fetch_add(new, Ordering::Relaxed);
-            self.freed_bytes.fetch_add(old, Ordering::Relaxed);
+            self.shrink((old - new) as i64);
         }
-        self.add_live(new as i64 - old as i64, owned);
     }
 
-    /// Tracks net live bytes for the peak: accumulated privately and
-    /// published to the shared counter only once they exceed
-    /// ±[`PEAK_FLUSH_BYTES`], so small alloc/free churn never touches a shared
-    /// cache line.
+    /// Counts an allocation on a block shared between threads.
+    pub(crate) fn on_alloc_shared(&self, size: u64) {
+        self.allocs.fetch_add(1, Ordering::Relaxed);
+        self.alloc_bytes.fetch_add(size, Ordering::Relaxed);
+        publish_live(size as i64);
+    }
+
+    /// Counts a free on a block shared between threads.
+    pub(crate) fn on_free_shared(&self, size: u64) {
+        self.frees.fetch_add(1, Ordering::Relaxed);
+        self.freed_bytes.fetch_add(size, Ordering::Relaxed);
+        publish_live(-(size as i64));
+    }
+
+    /// Counts a realloc on a block shared between threads.
+    pub(crate) fn on_realloc_shared(&self, old: u64, new: u64) {
+        self.reallocs.fetch_add(1, Ordering::Relaxed);
+        self.alloc_bytes.fetch_add(new, Ordering::Relaxed);
+        self.freed_bytes.fetch_add(old, Ordering::Relaxed);
+        publish_live(new as i64 - old as i64);
+    }
+
+    /// Net live bytes for the peak are accumulated privately and published
+    /// to the shared counter only once they pass ±[`PEAK_FLUSH_BYTES`], so
+    /// small alloc/free churn never touches a shared cache line.
     #[inline(always)]
-    fn add_live(&self, delta: i64, owned: bool) {
-        if !owned {
-            publish_live(delta);
-            return;
-        }
+    fn grow(&self, delta: i64) {
         let u = self.unflushed.load(Ordering::Relaxed).wrapping_add(delta);
-        if (-PEAK_FLUSH_BYTES..=PEAK_FLUSH_BYTES).contains(&u) {
-            self.unflushed.store(u, Ordering::Relaxed);
-        } else {
+        if u > PEAK_FLUSH_BYTES {
             self.unflushed.store(0, Ordering::Relaxed);
             publish_live(u);
+        } else {
+            self.unflushed.store(u, Ordering::Relaxed);
+        }
+    }
+
+    #[inline(always)]
+    fn shrink(&self, delta: i64) {
+        let u = self.unflushed.load(Ordering::Relaxed).wrapping_sub(delta);
+        if u < -PEAK_FLUSH_BYTES {
+            self.unflushed.store(0, Ordering::Relaxed);
+            publish_live(u);
+        } else {
+            self.unflushed.store(u, Ordering::Relaxed);
         }
     }
 
@@ -232,11 +248,11 @@ mod tests {
     fn owned_and_shared_counting_sum() {
         let b = acquire().expect("pool has free blocks in a fresh test process");
         let before = totals();
-        b.on_alloc(100, true);
-        b.on_alloc(50, true);
-        b.on_free(100, true);
-        b.on_realloc(50, 80, true);
-        SHARED.on_alloc(7, false);
+        b.on_alloc(100);
+        b.on_alloc(50);
+        b.on_free(100);
+        b.on_realloc(50, 80);
+        SHARED.on_alloc_shared(7);
         let after = totals();
         assert_eq!(after.allocs - before.allocs, 3);
         assert_eq!(after.frees - before.frees, 1);
@@ -249,9 +265,9 @@ mod tests {
 
         // Large growth is published at once, so the peak sees it.
         let b = acquire().expect("free block");
-        b.on_alloc(10 << 20, true);
+        b.on_alloc(10 << 20);
         assert!(PEAK.load(Ordering::Relaxed) >= 10 << 20);
-        b.on_free(10 << 20, true);
+        b.on_free(10 << 20);
         release(b);
     }
 }
