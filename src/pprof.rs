@@ -189,7 +189,7 @@ pub fn profile_now(opts: &ProfileOptions) -> Vec<u8> {
 
 /// The gzipped `profile.proto` of a snapshot's heap.
 ///
-/// Samples are encoded and compressed one by one as they are made, then the
+/// Samples are encoded as they are made and compressed in 64 KiB batches, then the
 /// tables (locations, functions, strings) after them, so memory stays near
 /// the size of the compressed output plus the tables, whatever the number
 /// of samples (protobuf readers accept fields in any order; the Go runtime

@@ -284,3 +284,17 @@ fn text_form_reads_like_go_debug_1() {
     );
     assert!(!old.contains("# age <= 2.5ms"), "{old}");
 }
+
+#[test]
+fn streamed_encoding_equals_the_message() {
+    let snap = known_snapshot();
+    for opts in [
+        ProfileOptions::heap(),
+        ProfileOptions::allocs().min_age(10 * MIN),
+    ] {
+        let mut streamed = decode(&pprof::profile(&snap, &opts));
+        let message = pprof::profile_message(&snap, &opts);
+        streamed.time_nanos = message.time_nanos;
+        assert_eq!(streamed, message);
+    }
+}
