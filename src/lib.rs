@@ -59,6 +59,9 @@ pub use crate::check::LeakCheck;
 pub use crate::objects::{Tracked, TrackedArc, TrackedWeak};
 
 // -- exporters: pprof and flame graphs --
+#[cfg(feature = "flamegraph")]
+pub mod flamegraph;
+pub mod pprof;
 
 // -- exporters: prometheus and the debug server --
 
