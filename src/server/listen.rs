@@ -43,8 +43,10 @@ use super::{Response, ServerBuilder};
 /// blocking worker thread.
 pub(crate) type Handler = Arc<dyn Fn(&str, &str) -> Response + Send + Sync>;
 
-/// Largest request head (start line plus headers) accepted.
-const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// Largest request head (start line plus headers) accepted. Larger than
+/// the longest accepted query (1 KiB) so that a long query gets a `400`
+/// with a reason rather than a bare `431`.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Most request headers accepted.
 const MAX_HEADERS: usize = 64;
 /// How long shutdown waits for in-flight requests before dropping them.
@@ -236,7 +238,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<Stop>
             let mut b = http1::Builder::new();
             b.timer(TokioTimer::new())
                 .header_read_timeout(shared.cfg.header_timeout)
-                .max_buf_size(MAX_HEAD_BYTES.max(8192))
+                .max_buf_size(MAX_HEAD_BYTES)
                 .max_header_size(MAX_HEAD_BYTES)
                 .max_headers(MAX_HEADERS)
                 .keep_alive(false);
