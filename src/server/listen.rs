@@ -231,9 +231,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<Stop>
         tokio::spawn(async move {
             let _permit = permit;
             let svc_shared = shared.clone();
+            // Handlers must finish a little before the connection's deadline
+            // so that the client gets a 503 rather than a closed connection.
+            let deadline = tokio::time::Instant::now() + shared.cfg.request_timeout;
+            let handler_deadline = deadline - (shared.cfg.request_timeout / 10);
             let svc = service_fn(move |req| {
                 let s = svc_shared.clone();
-                async move { Ok::<_, Infallible>(respond(req, &s).await) }
+                async move { Ok::<_, Infallible>(respond(req, &s, handler_deadline).await) }
             });
             let mut b = http1::Builder::new();
             b.timer(TokioTimer::new())
@@ -243,14 +247,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<Stop>
                 .max_headers(MAX_HEADERS)
                 .keep_alive(false);
             let conn = b.serve_connection(TokioIo::new(stream), svc);
-            let _ = tokio::time::timeout(shared.cfg.request_timeout, conn).await;
+            let _ = tokio::time::timeout_at(deadline, conn).await;
         });
     }
 }
 
 type HttpResponse = hyper::Response<Full<Bytes>>;
 
-async fn respond(req: hyper::Request<Incoming>, s: &Shared) -> HttpResponse {
+async fn respond(
+    req: hyper::Request<Incoming>,
+    s: &Shared,
+    deadline: tokio::time::Instant,
+) -> HttpResponse {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return to_http(Response::error(405, "only GET and HEAD are served"))
             .map(|mut r| {
@@ -286,20 +294,28 @@ async fn respond(req: hyper::Request<Incoming>, s: &Shared) -> HttpResponse {
     }
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let permit = match s.workers.clone().acquire_owned().await {
-        Ok(p) => p,
-        Err(_) => return http(Response::error(503, "server is shutting down")),
+    let work = async {
+        let permit = match s.workers.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return Response::error(503, "server is shutting down"),
+        };
+        let handler = s.handler.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            handler(&path, &query)
+        })
+        .await;
+        match r {
+            Ok(r) => r,
+            // The handler panicked: the application goes on, the client learns.
+            Err(_) => Response::error(500, "internal error in the handler"),
+        }
     };
-    let handler = s.handler.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        handler(&path, &query)
-    })
-    .await;
-    match r {
+    match tokio::time::timeout_at(deadline, work).await {
         Ok(r) => http(r),
-        // The handler panicked: the application goes on, the client learns.
-        Err(_) => http(Response::error(500, "internal error in the handler")),
+        // A handler still running keeps its worker permit until it returns,
+        // so abandoned work never exceeds `workers` threads.
+        Err(_) => http(Response::error(503, "busy: request timed out, retry later")),
     }
 }
 
