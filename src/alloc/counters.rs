@@ -170,6 +170,11 @@ pub(crate) fn acquire() -> Option<&'static Block> {
     None
 }
 
+/// One past the highest block index ever handed out.
+pub(crate) fn high_water() -> usize {
+    HIGH.load(Ordering::Acquire)
+}
+
 /// Returns a block to the pool (its counts stay in the sums).
 pub(crate) fn release(b: &'static Block) {
     b.flush();

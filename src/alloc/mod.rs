@@ -21,7 +21,7 @@
 //! - No panic and no unwinding out of the `GlobalAlloc` methods.
 //! - Re-entrancy: leakscope's own allocations (while recording, symbolizing
 //!   or snapshotting) go straight to the inner allocator, uncounted, decided
-//!   by a const-initialised thread-local flag ([`guard`]).
+//!   by a const-initialised thread-local flag (the re-entrancy guard).
 //! - Thread exit: allocations during and after thread-local teardown are
 //!   counted (into a shared atomic block) and may still be sampled.
 //! - The unsampled path takes no lock, does no hash lookup and no atomic
@@ -396,6 +396,14 @@ fn moved_sample(e: &Live) {
 
 // ---------------------------------------------------------------------------
 // Reading.
+
+/// How many per-thread counter blocks have ever been in use at once (the
+/// pool's high-water mark, at most 1024). Threads that exit return their
+/// block, so a service that creates threads forever stays at its peak
+/// thread count. Diagnostics for tests and dashboards.
+pub fn thread_blocks_high_water() -> usize {
+    counters::high_water()
+}
 
 pub(crate) fn heap_stats() -> HeapStats {
     let t = counters::totals();

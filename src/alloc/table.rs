@@ -170,7 +170,7 @@ fn hash_stack(ips: &[usize]) -> u64 {
     // FxHash-style fold; never 0 (0 marks empty slots).
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &ip in ips {
-        h = (h.rotate_left(5) ^ ip as u64).wrapping_mul(0x51_7cc1_b727_220a_95);
+        h = (h.rotate_left(5) ^ ip as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
     h | 1
 }
