@@ -60,6 +60,13 @@ pub fn advance(by: Duration) {
     OFFSET_NS.fetch_add(ns, Ordering::Relaxed);
 }
 
+/// The test offset alone (what [`advance`] has added so far), for clocks
+/// that read their own time source (the tracked-object clock).
+#[inline]
+pub(crate) fn offset_ns() -> u64 {
+    OFFSET_NS.load(Ordering::Relaxed)
+}
+
 /// Age in nanoseconds of something born at `birth_ns`, as of `now_ns`
 /// (zero if the birth is in the future, e.g. a racing reader).
 #[inline]

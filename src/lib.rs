@@ -48,7 +48,15 @@ pub mod snapshot;
 mod stack;
 
 // -- tracked objects (track!, track_arc!, LeakCheck) --
+mod check;
+#[macro_use]
+mod macros;
+#[doc(hidden)]
+#[path = "macro_support.rs"]
+pub mod __macro_support;
 pub mod objects;
+pub use crate::check::LeakCheck;
+pub use crate::objects::{Tracked, TrackedArc, TrackedWeak};
 
 // -- exporters: pprof and flame graphs --
 #[cfg(feature = "flamegraph")]

@@ -1,0 +1,182 @@
+//! [`LeakCheck`]: fail a test when tracked objects it created are still
+//! live.
+//!
+//! # How it tells its objects from everyone else's
+//!
+//! `LeakCheck::new()` claims a scope and makes it the current thread's
+//! active check (a thread-local). Every `track!`/`track_arc!` object created
+//! on that thread from then on is counted in the scope, per site, and
+//! uncounted when dropped, on whatever thread. Objects of other threads,
+//! and so of other tests running in parallel under cargo's test runner, are
+//! never counted: they cannot fail this check, and this check cannot fail
+//! theirs.
+//!
+//! A `TrackedArc` created under the check keeps counting while *any* handle
+//! to it lives, so a clone forgotten in a thread the test spawned is
+//! caught. Objects *created* on a spawned thread are not counted (that
+//! thread has no active check): start a `LeakCheck` in that thread too.
+//!
+//! # Examples
+//!
+//! ```
+//! let check = leakscope::LeakCheck::new();
+//! let ctx = leakscope::track_arc!(vec![0u8; 16], "ctx");
+//! let timer = ctx.clone();
+//! drop(ctx);
+//! drop(timer);
+//! check.assert_no_leaks();
+//! ```
+//!
+//! A leak panics with a report:
+//!
+//! ```should_panic
+//! let check = leakscope::LeakCheck::new();
+//! std::mem::forget(leakscope::track!(String::from("leaked")));
+//! check.assert_no_leaks(); // panics: 1 live String at ...
+//! ```
+
+use core::any::TypeId;
+use core::fmt::Write as _;
+use core::marker::PhantomData;
+use core::time::Duration;
+
+use crate::objects::scope::Scope;
+use crate::snapshot::fmt_duration;
+
+/// A leak check for tests: tracked objects created on this thread after
+/// [`LeakCheck::new`] that are still live make
+/// [`assert_no_leaks`](LeakCheck::assert_no_leaks) panic with a report.
+///
+/// Checks nest (objects count toward the innermost one) and stay active
+/// until dropped. A `LeakCheck` is bound to its thread (`!Send`).
+#[derive(Debug)]
+pub struct LeakCheck {
+    scope: Scope,
+    started_ns: u64,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl LeakCheck {
+    /// Starts a check on this thread.
+    ///
+    /// # Panics
+    ///
+    /// If 128 checks are already active at once in the process.
+    #[allow(clippy::new_without_default)]
+    #[track_caller]
+    pub fn new() -> Self {
+        let started_ns = crate::objects::now_ns();
+        match Scope::begin() {
+            Ok(scope) => LeakCheck {
+                scope,
+                started_ns,
+                _not_send: PhantomData,
+            },
+            Err(_) => panic!("leakscope: more than 128 LeakChecks active at once"),
+        }
+    }
+
+    /// Number of tracked objects created under this check that are still
+    /// live.
+    pub fn live(&self) -> u64 {
+        self.scope.live().iter().map(|e| e.1).sum()
+    }
+
+    /// Panics with a report if any tracked object created under this check
+    /// is still live.
+    ///
+    /// # Panics
+    ///
+    /// When objects leaked: the message lists sites, counts, ages and
+    /// holders.
+    #[track_caller]
+    pub fn assert_no_leaks(&self) {
+        if let Some(report) = self.report(None) {
+            panic!("{report}");
+        }
+    }
+
+    /// Like [`assert_no_leaks`](LeakCheck::assert_no_leaks), for objects of
+    /// type `T` only.
+    ///
+    /// # Panics
+    ///
+    /// When objects of type `T` leaked.
+    #[track_caller]
+    pub fn assert_no_leaks_of<T: 'static>(&self) {
+        if let Some(report) = self.report(Some(TypeId::of::<T>())) {
+            panic!("{report}");
+        }
+    }
+
+    /// The leak report, or `None` when nothing (of type `only`) leaked.
+    fn report(&self, only: Option<TypeId>) -> Option<String> {
+        let now = crate::objects::now_ns();
+        let leaks: Vec<_> = self
+            .scope
+            .live()
+            .into_iter()
+            .filter(|(ts, _)| match (only, ts) {
+                (None, _) => true,
+                (Some(id), Some(ts)) => ts.type_id == id,
+                // Overflow entries have no type: report them only when all
+                // types are asked for.
+                (Some(_), None) => false,
+            })
+            .collect();
+        if leaks.is_empty() {
+            return None;
+        }
+        let total: u64 = leaks.iter().map(|l| l.1).sum();
+        let within = fmt_duration(Duration::from_nanos(now.saturating_sub(self.started_ns)));
+        let mut out = format!(
+            "leakscope: {total} tracked object(s) created under this LeakCheck are still live (check started {within} ago)\n"
+        );
+        for (ts, n) in leaks {
+            let Some(ts) = ts else {
+                let _ = writeln!(
+                    out,
+                    "  {n} live object(s) at sites beyond the check's 32-site table"
+                );
+                continue;
+            };
+            let (site, _) = crate::objects::read_site(ts, now);
+            let name = site
+                .name
+                .as_deref()
+                .map(|n| format!(" \"{n}\""))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {n} live {}{} created at {}:{}:{} (site total: {} live, {} created, {} dropped{})",
+                site.type_name,
+                name,
+                site.file,
+                site.line,
+                site.column,
+                site.live,
+                site.created,
+                site.dropped,
+                site.oldest_age
+                    .map(|a| format!(", oldest {}", fmt_duration(a)))
+                    .unwrap_or_default(),
+            );
+            for l in site.labels.iter().take(5) {
+                let _ = writeln!(out, "      {}={}: {} live", l.key, l.value, l.live);
+            }
+            for h in site.holders.iter().take(8) {
+                let _ = writeln!(
+                    out,
+                    "      held at {}:{}: {} live handle(s){}",
+                    h.file,
+                    h.line,
+                    h.live,
+                    h.oldest_age
+                        .map(|a| format!(" for up to {}", fmt_duration(a)))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Some(out)
+    }
+}

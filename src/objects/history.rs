@@ -1,0 +1,198 @@
+//! Leak suspicion: a small bounded history of observations per site and the
+//! two rules that flag a site.
+//!
+//! # History
+//!
+//! Each snapshot appends `(time, live, oldest age)` to a ring of
+//! [`HISTORY_LEN`] entries per site, but only when at least [`MIN_STEP_NS`]
+//! passed since the last kept entry (frequent snapshots do not shrink the
+//! window). So the window covers at least the last `HISTORY_LEN - 1` steps
+//! of 10 s (on leakscope's clock, which `clock::advance` moves in tests).
+//!
+//! # Rules
+//!
+//! - **Growing** (a): at least [`MIN_POINTS`] kept observations spanning at
+//!   least [`MIN_SPAN_NS`]; the live count never fell below the first
+//!   observation's, ended at least 10% and 3 objects above it; and the
+//!   oldest live object aged by at least half the span (old objects are not
+//!   being released while new ones pile up).
+//! - **Outlived** (b): at least [`MIN_DROPPED`] objects were dropped, their
+//!   p99 lifetime bound is finite, and some live objects are older than
+//!   `max(10 × p99, 1 min)`. This catches the plateau: a leak whose live
+//!   count stopped growing but whose objects are far older than this site's
+//!   objects normally get.
+//!
+//! A stable pool (old objects, live count flat, no churn) matches neither:
+//! not growing, and fewer than `MIN_DROPPED` drops (or its drops lived as
+//! long as its live objects).
+
+use core::time::Duration;
+
+use crate::histogram::Histogram;
+use crate::snapshot::fmt_duration;
+
+/// Entries kept per site.
+pub(crate) const HISTORY_LEN: usize = 16;
+/// Minimum time between two kept observations.
+pub(crate) const MIN_STEP_NS: u64 = 10_000_000_000;
+/// Observations needed for the growth rule.
+pub(crate) const MIN_POINTS: usize = 3;
+/// Time the growth rule's window must span.
+pub(crate) const MIN_SPAN_NS: u64 = 60_000_000_000;
+/// Drops needed before lifetimes are trusted by the outlived rule.
+pub(crate) const MIN_DROPPED: u64 = 20;
+/// Live objects must be this many times older than the p99 lifetime.
+pub(crate) const OUTLIVED_FACTOR: u64 = 10;
+/// ... and at least this old.
+pub(crate) const MIN_OUTLIVED_NS: u64 = 60_000_000_000;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Obs {
+    t_ns: u64,
+    live: u64,
+    oldest_ns: u64,
+}
+
+/// The per-site ring of observations.
+#[derive(Debug)]
+pub(crate) struct History {
+    ring: [Obs; HISTORY_LEN],
+    len: usize,
+    next: usize,
+}
+
+impl History {
+    pub(crate) const fn new() -> Self {
+        History {
+            ring: [Obs {
+                t_ns: 0,
+                live: 0,
+                oldest_ns: 0,
+            }; HISTORY_LEN],
+            len: 0,
+            next: 0,
+        }
+    }
+
+    /// Records an observation unless the last kept one is too recent.
+    pub(crate) fn observe(&mut self, t_ns: u64, live: u64, oldest_ns: u64) {
+        if self.len > 0 {
+            let last = self.ring[(self.next + HISTORY_LEN - 1) % HISTORY_LEN];
+            if t_ns < last.t_ns.saturating_add(MIN_STEP_NS) {
+                return;
+            }
+        }
+        self.ring[self.next] = Obs {
+            t_ns,
+            live,
+            oldest_ns,
+        };
+        self.next = (self.next + 1) % HISTORY_LEN;
+        self.len = (self.len + 1).min(HISTORY_LEN);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Obs> + '_ {
+        let start = (self.next + HISTORY_LEN - self.len) % HISTORY_LEN;
+        (0..self.len).map(move |k| self.ring[(start + k) % HISTORY_LEN])
+    }
+
+    /// Rule (a), in words when it fires.
+    pub(crate) fn growing(&self) -> Option<String> {
+        if self.len < MIN_POINTS {
+            return None;
+        }
+        let obs: Vec<Obs> = self.iter().collect();
+        let (first, last) = (obs[0], obs[obs.len() - 1]);
+        let span = last.t_ns.saturating_sub(first.t_ns);
+        if span < MIN_SPAN_NS {
+            return None;
+        }
+        let never_fell = obs.iter().all(|o| o.live >= first.live);
+        let grew = last.live >= first.live + 3 && last.live * 10 >= first.live * 11;
+        let aged = last.oldest_ns.saturating_sub(first.oldest_ns) >= span / 2;
+        (never_fell && grew && aged).then(|| {
+            format!(
+                "live count grew from {} to {} over {} while the oldest live object aged from {} to {}: old objects are not being released",
+                first.live,
+                last.live,
+                fmt_duration(Duration::from_nanos(span)),
+                fmt_duration(Duration::from_nanos(first.oldest_ns)),
+                fmt_duration(Duration::from_nanos(last.oldest_ns)),
+            )
+        })
+    }
+}
+
+/// Rule (b): `older_than(threshold)` counts live objects older than a
+/// threshold.
+pub(crate) fn outlived(
+    lifetimes: &Histogram,
+    older_than: impl Fn(u64) -> u64,
+) -> Option<String> {
+    let dropped = lifetimes.count();
+    if dropped < MIN_DROPPED {
+        return None;
+    }
+    let p99 = lifetimes.quantile_upper_bound(0.99)?;
+    let p99_ns = u64::try_from(p99.as_nanos()).unwrap_or(u64::MAX);
+    let threshold = p99_ns.saturating_mul(OUTLIVED_FACTOR).max(MIN_OUTLIVED_NS);
+    let n = older_than(threshold);
+    (n > 0).then(|| {
+        format!(
+            "{n} live object(s) are older than {}, while 99% of the {dropped} dropped ones lived at most {}",
+            fmt_duration(Duration::from_nanos(threshold)),
+            fmt_duration(p99),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn growth_needs_span_and_ageing() {
+        let mut h = History::new();
+        for k in 0..4u64 {
+            h.observe(k * 30 * S, 100 + 50 * k, 5 * S + k * 30 * S);
+        }
+        assert!(h.growing().unwrap().contains("grew from 100 to 250"));
+
+        // Growth while the oldest stays young (churn): not flagged.
+        let mut h = History::new();
+        for k in 0..4u64 {
+            h.observe(k * 30 * S, 100 + 50 * k, 5 * S);
+        }
+        assert!(h.growing().is_none());
+
+        // A stable pool: old, flat.
+        let mut h = History::new();
+        for k in 0..4u64 {
+            h.observe(k * 30 * S, 10, 3600 * S + k * 30 * S);
+        }
+        assert!(h.growing().is_none());
+    }
+
+    #[test]
+    fn frequent_snapshots_keep_one_observation_per_step() {
+        let mut h = History::new();
+        for k in 0..100u64 {
+            h.observe(k * S / 10, k, 0);
+        }
+        assert_eq!(h.len, 1);
+    }
+
+    #[test]
+    fn outlived_compares_with_p99() {
+        let mut l = Histogram::empty();
+        l.record_n(Duration::from_millis(3), 100);
+        let why = outlived(&l, |t| if t <= 3600 * S { 4 } else { 0 }).unwrap();
+        assert!(why.starts_with("4 live object(s) are older than 1m"), "{why}");
+        assert!(outlived(&l, |_| 0).is_none());
+        let mut few = Histogram::empty();
+        few.record_n(Duration::from_millis(3), 5);
+        assert!(outlived(&few, |_| 9).is_none());
+    }
+}

@@ -1,0 +1,188 @@
+//! `TrackedArc<T>`: a shared handle like `Arc<T>` whose handles remember
+//! where they were created, cloned or upgraded (their *holder*).
+
+use core::fmt;
+use core::ops::Deref;
+use core::panic::Location;
+use std::sync::{Arc, Weak};
+
+use super::holders::HolderRec;
+use super::tracked::Header;
+
+/// The shared allocation: one tracked object.
+struct Shared<T> {
+    value: T,
+    // Dropped after `value` when the last strong handle goes: counts the
+    // object's drop.
+    header: Header,
+}
+
+/// A shared, tracked handle, like [`Arc`]. Made by
+/// [`track_arc!`](crate::track_arc).
+///
+/// The object (the value) is counted at its `track_arc!` site like a
+/// [`Tracked`](crate::Tracked) value: created when made, dropped when the
+/// last handle goes. Each *handle* also counts at its holder location: the
+/// `track_arc!` call for the first one, the caller of
+/// [`clone`](Clone::clone) or [`TrackedWeak::upgrade`] for the others
+/// (`#[track_caller]`). Snapshots list live handles per holder with the
+/// oldest handle's age: "4920 live, held at src/timer.rs:31 for up to 16h".
+///
+/// # Size
+///
+/// A handle is 24 bytes (an `Arc` pointer, its holder record, its birth
+/// time); the shared allocation holds `T` plus the 24-byte object header.
+/// A clone costs an `Arc` clone plus one clock read, one holder-table probe
+/// and one CAS; a handle drop one CAS more than an `Arc` drop.
+///
+/// # Examples
+///
+/// ```
+/// let a = leakscope::track_arc!(String::from("ctx"), "request");
+/// let b = a.clone(); // b's holder is this line
+/// assert_eq!(*b, "ctx");
+/// assert_eq!(leakscope::TrackedArc::strong_count(&a), 2);
+/// ```
+pub struct TrackedArc<T> {
+    inner: Arc<Shared<T>>,
+    holder: &'static HolderRec,
+    since_ns: u64,
+}
+
+/// A weak handle to a [`TrackedArc`]'s object: does not keep it live and is
+/// not a holder. Made by [`TrackedArc::downgrade`].
+pub struct TrackedWeak<T> {
+    inner: Weak<Shared<T>>,
+}
+
+#[inline]
+fn hold(header: &Header, loc: &'static Location<'static>) -> (&'static HolderRec, u64) {
+    let holder = match &header.ts.holders {
+        Some(t) => t.get(loc),
+        None => unreachable_holders(),
+    };
+    let now = super::now_ns();
+    holder.cohorts.inc(now);
+    (holder, now)
+}
+
+#[cold]
+fn unreachable_holders() -> &'static HolderRec {
+    // `track_arc!` sites always have a holder table; a record for the
+    // impossible case keeps this path panic-free.
+    static NONE: std::sync::OnceLock<&'static HolderRec> = std::sync::OnceLock::new();
+    NONE.get_or_init(|| {
+        Box::leak(Box::new(HolderRec {
+            loc: None,
+            cohorts: super::cohort::Cohorts::new(),
+        }))
+    })
+}
+
+impl<T> TrackedArc<T> {
+    #[track_caller]
+    pub(crate) fn from_parts(value: T, header: Header) -> Self {
+        let (holder, since_ns) = hold(&header, Location::caller());
+        TrackedArc {
+            inner: Arc::new(Shared {
+                value,
+                header: header,
+            }),
+            holder,
+            since_ns,
+        }
+    }
+
+    /// Live strong handles to this object.
+    pub fn strong_count(this: &Self) -> usize {
+        Arc::strong_count(&this.inner)
+    }
+
+    /// Whether two handles point to the same object.
+    pub fn ptr_eq(this: &Self, other: &Self) -> bool {
+        Arc::ptr_eq(&this.inner, &other.inner)
+    }
+
+    /// A weak handle to the object (not a holder).
+    pub fn downgrade(this: &Self) -> TrackedWeak<T> {
+        TrackedWeak {
+            inner: Arc::downgrade(&this.inner),
+        }
+    }
+}
+
+impl<T> TrackedWeak<T> {
+    /// A strong handle if the object is still live; its holder is the
+    /// caller.
+    #[track_caller]
+    pub fn upgrade(&self) -> Option<TrackedArc<T>> {
+        let inner = self.inner.upgrade()?;
+        let (holder, since_ns) = hold(&inner.header, Location::caller());
+        Some(TrackedArc {
+            inner,
+            holder,
+            since_ns,
+        })
+    }
+}
+
+impl<T> Clone for TrackedWeak<T> {
+    fn clone(&self) -> Self {
+        TrackedWeak {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for TrackedWeak<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(TrackedWeak)")
+    }
+}
+
+impl<T> Clone for TrackedArc<T> {
+    /// A new handle to the same object, held at the caller.
+    #[track_caller]
+    fn clone(&self) -> Self {
+        let (holder, since_ns) = hold(&self.inner.header, Location::caller());
+        TrackedArc {
+            inner: Arc::clone(&self.inner),
+            holder,
+            since_ns,
+        }
+    }
+}
+
+impl<T> Drop for TrackedArc<T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.holder.cohorts.dec(self.since_ns);
+    }
+}
+
+impl<T> Deref for TrackedArc<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.inner.value
+    }
+}
+
+impl<T> AsRef<T> for TrackedArc<T> {
+    fn as_ref(&self) -> &T {
+        &self.inner.value
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for TrackedArc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.value.fmt(f)
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for TrackedArc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.value.fmt(f)
+    }
+}
