@@ -24,7 +24,7 @@
 //!   explicit [`ServerBuilder::allow_remote`], best with a
 //!   [`ServerBuilder::bearer_token`] (`Authorization: Bearer <token>`,
 //!   compared in constant time; `401` otherwise).
-//! - Request heads are capped at 8 KiB (`431`) and 64 headers, must arrive
+//! - Request heads are capped at 16 KiB (`431`) and 64 headers, must arrive
 //!   within [`ServerBuilder::header_timeout`] (default 5 s), and each request
 //!   is answered within [`ServerBuilder::request_timeout`] (default 30 s) or
 //!   the connection is closed. Request bodies are refused (`413`); only `GET`
