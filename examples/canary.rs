@@ -47,7 +47,11 @@ fn main() {
                     _ => usage("--duration takes a number of seconds"),
                 }
             }
-            "--addr" => addr = args.next().unwrap_or_else(|| usage("--addr takes host:port")),
+            "--addr" => {
+                addr = args
+                    .next()
+                    .unwrap_or_else(|| usage("--addr takes host:port"))
+            }
             _ => usage(&format!("unknown argument {a:?}")),
         }
     }
@@ -94,7 +98,7 @@ fn main() {
         let session = leakscope::track_arc!(Session { deadline_ms: 250 }, caller = caller);
         let timer = session.clone();
         drop(session);
-        if round % 25 == 0 {
+        if round.is_multiple_of(25) {
             forgotten_timers.push(timer);
         } else {
             timers.push_back(timer);
@@ -103,7 +107,7 @@ fn main() {
             }
         }
         // The slow leak: some buffers and contexts are kept.
-        if round % 20 == 0 || leaked.len() < 8 {
+        if round.is_multiple_of(20) || leaked.len() < 8 {
             leaked.push(vec![1u8; 64 * 1024]);
             if let Some(c) = in_flight.pop_front() {
                 leaked_ctx.push(c);
@@ -112,9 +116,13 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let kept: usize = leaked.iter().map(Vec::len).sum::<usize>()
-        + leaked_ctx.iter().map(|c| c.scratch.len() + (c.id as usize & 0)).sum::<usize>()
-        + forgotten_timers.iter().map(|t| t.deadline_ms as usize & 0).sum::<usize>();
-    println!("canary: done, {kept} bytes leaked on purpose");
+        + leaked_ctx.iter().map(|c| c.scratch.len()).sum::<usize>();
+    let last_leaked_id = leaked_ctx.iter().map(|c| c.id).max().unwrap_or(0);
+    let pending_ms: u64 = forgotten_timers.iter().map(|t| t.deadline_ms).sum();
+    println!(
+        "canary: done, {kept} bytes leaked on purpose (last leaked request {last_leaked_id}), {} forgotten timers ({pending_ms} ms of deadlines)",
+        forgotten_timers.len()
+    );
     println!("{}", leakscope::snapshot().summary());
     server.shutdown();
 }

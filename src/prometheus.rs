@@ -498,7 +498,11 @@ fn build(snap: &Snapshot, limits: &Limits, st: &mut State) -> Vec<Family> {
     }
 
     let obj_labels = |(t, s, n): &ObjKey| -> Labels {
-        vec![("type", t.clone()), ("site", s.clone()), ("name", n.clone())]
+        vec![
+            ("type", t.clone()),
+            ("site", s.clone()),
+            ("name", n.clone()),
+        ]
     };
     let mut created = Family::new(
         CREATED,
@@ -734,13 +738,7 @@ fn le_label(i: usize) -> String {
     }
 }
 
-fn write_series(
-    out: &mut String,
-    name: &str,
-    suffix: &str,
-    labels: &Labels,
-    le: Option<&str>,
-) {
+fn write_series(out: &mut String, name: &str, suffix: &str, labels: &Labels, le: Option<&str>) {
     out.push_str(name);
     out.push_str(suffix);
     if labels.is_empty() && le.is_none() {
@@ -748,7 +746,11 @@ fn write_series(
     }
     out.push('{');
     let mut first = true;
-    for (k, v) in labels.iter().map(|(k, v)| (*k, v.as_str())).chain(le.map(|l| ("le", l))) {
+    for (k, v) in labels
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(le.map(|l| ("le", l)))
+    {
         if !first {
             out.push(',');
         }
@@ -845,8 +847,7 @@ pub fn publish_with(snap: &Snapshot, limits: &Limits) {
                             metrics::counter!(bucket, l).absolute(*c);
                         }
                         metrics::gauge!(sum, labels.clone()).set(h.sum_seconds);
-                        metrics::counter!(count, labels)
-                            .absolute(cum.last().copied().unwrap_or(0));
+                        metrics::counter!(count, labels).absolute(cum.last().copied().unwrap_or(0));
                     }
                 }
             }
@@ -985,20 +986,27 @@ mod tests {
     fn heap_sites_top_n_and_other() {
         let mut snap = Snapshot::default();
         for i in 0..5u32 {
-            snap.heap
-                .sites
-                .push(heap_site(&format!("f{i}"), "src/a.rs", i, 100 * (i as u64 + 1)));
+            snap.heap.sites.push(heap_site(
+                &format!("f{i}"),
+                "src/a.rs",
+                i,
+                100 * (i as u64 + 1),
+            ));
         }
         // same innermost frame as f4: merged
         snap.heap.sites.push(heap_site("f4", "src/a.rs", 4, 1));
         let mut st = fresh();
         let t = text(&snap, &Limits::default().top_heap_sites(2), &mut st);
-        assert!(t.contains("leakscope_heap_site_live_bytes{function=\"f4\",site=\"src/a.rs:4\"} 501\n"));
-        assert!(t.contains("leakscope_heap_site_live_bytes{function=\"f3\",site=\"src/a.rs:3\"} 400\n"));
+        assert!(
+            t.contains("leakscope_heap_site_live_bytes{function=\"f4\",site=\"src/a.rs:4\"} 501\n")
+        );
+        assert!(
+            t.contains("leakscope_heap_site_live_bytes{function=\"f3\",site=\"src/a.rs:3\"} 400\n")
+        );
         assert!(!t.contains("function=\"f2\""));
-        assert!(t.contains(
-            "leakscope_heap_site_live_bytes{function=\"other\",site=\"other\"} 600\n"
-        ));
+        assert!(
+            t.contains("leakscope_heap_site_live_bytes{function=\"other\",site=\"other\"} 600\n")
+        );
         // f3 falls out of the top: its series is gone, not stale.
         snap.heap.sites[3].live_bytes = 0;
         let t = text(&snap, &Limits::default().top_heap_sites(2), &mut st);

@@ -11,7 +11,7 @@
 //! | `/debug/pprof/allocs` | the same profile with the all-time allocation samples first (Go's `allocs`) |
 //! | `/debug/pprof/heap.svg` | a flame graph of live sampled bytes (feature `flamegraph`) |
 //! | `/debug/leaks` | the text leak report (`?min_age=` filters the heap part) |
-//! | `/debug/leaks.json` | the whole [`Snapshot`](crate::Snapshot) as JSON |
+//! | `/debug/leaks.json` | the whole [`Snapshot`] as JSON |
 //!
 //! `min_age` takes Go-style durations (`90s`, `1h30m`, `250ms`, `1.5h`) or
 //! plain seconds (`3600`); `debug` takes `0` or `1`. A bad value is a `400`
@@ -175,11 +175,17 @@ pub fn index() -> Response {
         ("/metrics", "Prometheus metrics"),
         ("/debug/pprof/heap", "heap profile (go tool pprof)"),
         ("/debug/pprof/heap?debug=1", "heap profile, text"),
-        ("/debug/pprof/heap?min_age=1h", "heap profile, live for an hour or more"),
+        (
+            "/debug/pprof/heap?min_age=1h",
+            "heap profile, live for an hour or more",
+        ),
         ("/debug/pprof/allocs", "allocation profile (go tool pprof)"),
         ("/debug/pprof/heap.svg", "flame graph of live heap"),
         ("/debug/leaks", "leak report"),
-        ("/debug/leaks?min_age=1h", "leak report, heap live for an hour or more"),
+        (
+            "/debug/leaks?min_age=1h",
+            "leak report, heap live for an hour or more",
+        ),
         ("/debug/leaks.json", "leak report, JSON"),
     ];
     for (href, what) in items {
@@ -253,11 +259,10 @@ fn profile(query: &str, allocs: bool) -> Response {
         return Response::ok(TEXT, crate::pprof::text(&snap, &opts));
     }
     let name = if allocs { "allocs" } else { "heap" };
-    Response::ok(OCTET_STREAM, crate::pprof::profile(&snap, &opts))
-        .with_header(
-            "content-disposition",
-            format!("attachment; filename=\"{name}\""),
-        )
+    Response::ok(OCTET_STREAM, crate::pprof::profile(&snap, &opts)).with_header(
+        "content-disposition",
+        format!("attachment; filename=\"{name}\""),
+    )
 }
 
 /// `/debug/pprof/heap.svg`: a flame graph of the live sampled heap (needs
@@ -350,7 +355,10 @@ impl std::fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerBuilder")
             .field("allow_remote", &self.allow_remote)
-            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("max_connections", &self.max_connections)
             .field("workers", &self.workers)
             .field("header_timeout", &self.header_timeout)

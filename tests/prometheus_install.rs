@@ -23,7 +23,10 @@ fn install_serves_app_and_leakscope_metrics() {
     // A bad address fails before anything is installed.
     let e = prometheus::install("0.0.0.0:0").unwrap_err();
     assert!(!e.is_recorder_installed());
-    assert_eq!(e.io_error().unwrap().kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(
+        e.io_error().unwrap().kind(),
+        std::io::ErrorKind::InvalidInput
+    );
 
     let installed = InstallBuilder::new()
         .interval(Duration::from_millis(50))

@@ -59,37 +59,57 @@ fn publish_lands_in_the_applications_recorder() {
     prometheus::publish(&snapshot(100, &[("cache::fill", 10, 5000)], &[(7, 2)]));
     let t = handle.render();
     assert_eq!(value(&t, "app_requests_total"), Some(7.0), "{t}");
-    assert_eq!(value(&t, "leakscope_heap_allocations_total"), Some(100.0), "{t}");
+    assert_eq!(
+        value(&t, "leakscope_heap_allocations_total"),
+        Some(100.0),
+        "{t}"
+    );
     assert_eq!(value(&t, "leakscope_heap_frees_total"), Some(50.0));
     assert_eq!(value(&t, "leakscope_heap_live_bytes"), Some(4096.0));
     assert_eq!(value(&t, "leakscope_dropped_samples_total"), Some(3.0));
-    assert!(t.contains("# HELP leakscope_heap_allocations_total "), "{t}");
+    assert!(
+        t.contains("# HELP leakscope_heap_allocations_total "),
+        "{t}"
+    );
     let site = r#"leakscope_heap_site_live_bytes{function="cache::fill",site="src/cache.rs:10"}"#;
     assert_eq!(value(&t, site), Some(5000.0), "{t}");
     let ctx = r#"type="app::Ctx",site="src/server.rs:42",name="""#;
-    assert_eq!(value(&t, &format!("leakscope_objects_live{{{ctx}}}")), Some(2.0));
     assert_eq!(
-        value(&t, &format!("leakscope_objects_oldest_age_seconds{{{ctx}}}")),
+        value(&t, &format!("leakscope_objects_live{{{ctx}}}")),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &t,
+            &format!("leakscope_objects_oldest_age_seconds{{{ctx}}}")
+        ),
         Some(90.0)
     );
     // Histograms as bucket series: exact counts, cumulative.
     assert_eq!(
-        value(&t, &format!("leakscope_object_lifetime_seconds_bucket{{{ctx},le=\"0.025\"}}")),
+        value(
+            &t,
+            &format!("leakscope_object_lifetime_seconds_bucket{{{ctx},le=\"0.025\"}}")
+        ),
         Some(98.0),
         "{t}"
     );
     assert_eq!(
-        value(&t, &format!("leakscope_object_lifetime_seconds_bucket{{{ctx},le=\"0.01\"}}")),
+        value(
+            &t,
+            &format!("leakscope_object_lifetime_seconds_bucket{{{ctx},le=\"0.01\"}}")
+        ),
         Some(0.0)
     );
     assert_eq!(
-        value(&t, &format!("leakscope_object_lifetime_seconds_count{{{ctx}}}")),
+        value(
+            &t,
+            &format!("leakscope_object_lifetime_seconds_count{{{ctx}}}")
+        ),
         Some(98.0)
     );
-    let holder = format!(
-        "leakscope_object_holders_live{{type=\"app::Ctx\",site=\"src/server.rs:42\",holder=\"src/timer.rs:7\"}}"
-    );
-    assert_eq!(value(&t, &holder), Some(2.0));
+    let holder = r#"leakscope_object_holders_live{type="app::Ctx",site="src/server.rs:42",holder="src/timer.rs:7"}"#;
+    assert_eq!(value(&t, holder), Some(2.0));
 
     // Next publish: counters go up, the old heap site left the top and the
     // holder is gone: their gauges read 0, not their stale values.
@@ -97,9 +117,12 @@ fn publish_lands_in_the_applications_recorder() {
     let t = handle.render();
     assert_eq!(value(&t, "leakscope_heap_allocations_total"), Some(200.0));
     assert_eq!(value(&t, site), Some(0.0), "{t}");
-    assert_eq!(value(&t, &holder), Some(0.0), "{t}");
+    assert_eq!(value(&t, holder), Some(0.0), "{t}");
     assert_eq!(
-        value(&t, &format!("leakscope_object_lifetime_seconds_count{{{ctx}}}")),
+        value(
+            &t,
+            &format!("leakscope_object_lifetime_seconds_count{{{ctx}}}")
+        ),
         Some(198.0)
     );
 
@@ -112,5 +135,8 @@ fn publish_lands_in_the_applications_recorder() {
     // left listening.
     let e = prometheus::install("127.0.0.1:0").unwrap_err();
     assert!(e.is_recorder_installed(), "{e}");
-    assert_eq!(e.to_string(), "a global metrics recorder is already installed");
+    assert_eq!(
+        e.to_string(),
+        "a global metrics recorder is already installed"
+    );
 }

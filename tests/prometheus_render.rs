@@ -29,12 +29,18 @@ fn parse(text: &str) -> Parsed {
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let (name, help) = rest.split_once(' ').expect("help text");
             assert!(!help.is_empty());
-            assert!(p.helps.insert(name.into(), help.into()).is_none(), "HELP twice: {name}");
+            assert!(
+                p.helps.insert(name.into(), help.into()).is_none(),
+                "HELP twice: {name}"
+            );
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, ty) = rest.split_once(' ').expect("type");
             assert!(["counter", "gauge", "histogram"].contains(&ty));
             assert!(p.helps.contains_key(name), "TYPE before HELP: {name}");
-            assert!(p.types.insert(name.into(), ty.into()).is_none(), "TYPE twice: {name}");
+            assert!(
+                p.types.insert(name.into(), ty.into()).is_none(),
+                "TYPE twice: {name}"
+            );
         } else {
             let (series, value) = line.rsplit_once(' ').expect("sample");
             let name = series.split('{').next().unwrap();
@@ -46,8 +52,15 @@ fn parse(text: &str) -> Parsed {
                 })
                 .unwrap_or(name);
             assert!(p.types.contains_key(family), "sample before TYPE: {line}");
-            let v: f64 = if value == "+Inf" { f64::INFINITY } else { value.parse().expect(line) };
-            assert!(p.samples.insert(series.into(), v).is_none(), "duplicate series {series}");
+            let v: f64 = if value == "+Inf" {
+                f64::INFINITY
+            } else {
+                value.parse().expect(line)
+            };
+            assert!(
+                p.samples.insert(series.into(), v).is_none(),
+                "duplicate series {series}"
+            );
         }
     }
     p
@@ -92,24 +105,25 @@ fn real_snapshot_renders_every_family() {
 #[test]
 fn histograms_are_well_formed() {
     let mut snap = Snapshot::default();
-    snap.objects.push(site("src/server.rs", 42, 3, &[1, 2, 30, 400, 5000]));
+    snap.objects
+        .push(site("src/server.rs", 42, 3, &[1, 2, 30, 400, 5000]));
     let text = prometheus::render(&snap);
     let p = parse(&text);
     let labels = r#"type="app::RequestCtx",site="src/server.rs:42",name="request""#;
-    for fam in ["leakscope_object_lifetime_seconds", "leakscope_objects_live_age_seconds"] {
+    for fam in [
+        "leakscope_object_lifetime_seconds",
+        "leakscope_objects_live_age_seconds",
+    ] {
         let mut last = 0.0;
         let mut les = Vec::new();
-        for i in 0..BUCKETS {
-            let le = if i < BOUNDS_NS.len() {
-                format!("{}", BOUNDS_NS[i] as f64 / 1e9)
-            } else {
-                "+Inf".to_string()
-            };
+        let bounds = BOUNDS_NS.iter().map(|&ns| format!("{}", ns as f64 / 1e9));
+        for le in bounds.chain(["+Inf".to_string()]) {
             let v = p.samples[&format!("{fam}_bucket{{{labels},le=\"{le}\"}}")];
             assert!(v >= last, "{fam} not cumulative at le={le}");
             last = v;
             les.push(le);
         }
+        assert_eq!(les.len(), BUCKETS);
         let count = p.samples[&format!("{fam}_count{{{labels}}}")];
         assert_eq!(last, count, "{fam}: +Inf bucket != _count");
         assert!(p.samples.contains_key(&format!("{fam}_sum{{{labels}}}")));
@@ -121,12 +135,10 @@ fn histograms_are_well_formed() {
     let sum = p.samples[&format!("leakscope_object_lifetime_seconds_sum{{{labels}}}")];
     assert!((sum - 5.433).abs() < 1e-9, "{sum}");
     // p50 of the lifetimes is in the 25 ms..50 ms bucket (30 ms).
-    let le_25ms = p.samples[&format!(
-        "leakscope_object_lifetime_seconds_bucket{{{labels},le=\"0.025\"}}"
-    )];
-    let le_50ms = p.samples[&format!(
-        "leakscope_object_lifetime_seconds_bucket{{{labels},le=\"0.05\"}}"
-    )];
+    let le_25ms =
+        p.samples[&format!("leakscope_object_lifetime_seconds_bucket{{{labels},le=\"0.025\"}}")];
+    let le_50ms =
+        p.samples[&format!("leakscope_object_lifetime_seconds_bucket{{{labels},le=\"0.05\"}}")];
     assert_eq!((le_25ms, le_50ms), (2.0, 3.0));
     assert_eq!(
         p.samples[&format!("leakscope_objects_oldest_age_seconds{{{labels}}}")],
@@ -150,22 +162,29 @@ fn series_stay_bounded_with_thousands_of_sites() {
     }
     for i in 0..2000u32 {
         let mut s = leakscope::HeapSite::default();
-        s.frames = vec![leakscope::Frame::new(format!("f{i}"), Some("src/h.rs".into()), Some(i))];
+        s.frames = vec![leakscope::Frame::new(
+            format!("f{i}"),
+            Some("src/h.rs".into()),
+            Some(i),
+        )];
         s.live_bytes = u64::from(i) * 10;
         snap.heap.sites.push(s);
     }
     let limits = Limits::default();
     let p = parse(&prometheus::render_with(&snap, &limits));
     let count = |prefix: &str| p.samples.keys().filter(|k| k.starts_with(prefix)).count();
-    assert_eq!(count("leakscope_heap_site_live_bytes{"), limits.top_heap_sites + 1);
+    assert_eq!(
+        count("leakscope_heap_site_live_bytes{"),
+        limits.top_heap_sites + 1
+    );
     // Object sites keep their series for the process's life (other tests
     // of this process may have taken some of the slots): at most the cap,
     // plus `other`.
     let sites = count("leakscope_objects_live{");
     assert!(sites <= limits.max_object_sites + 1, "{sites} object sites");
-    assert!(p.samples.contains_key(
-        r#"leakscope_objects_live{type="other",site="other",name="other"}"#
-    ));
+    assert!(p
+        .samples
+        .contains_key(r#"leakscope_objects_live{type="other",site="other",name="other"}"#));
     assert_eq!(
         count("leakscope_objects_live_by_label{"),
         sites * (limits.max_label_values + 1)

@@ -88,7 +88,12 @@ fn oversized_head_gets_431() {
     req.extend(std::iter::repeat_n(b'a', 64 * 1024));
     req.extend(b"\r\n\r\n");
     let resp = raw(addr, &req, T);
-    assert_eq!(status_of(&resp), Some(431), "{}", String::from_utf8_lossy(&resp));
+    assert_eq!(
+        status_of(&resp),
+        Some(431),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
     app.assert_alive();
     assert_serves(addr);
 }
@@ -117,7 +122,9 @@ fn too_many_headers_are_refused() {
 fn ten_kb_of_garbage_query_gets_400_with_a_reason() {
     let app = App::start();
     let (_s, addr) = server(quick());
-    let garbage: String = (0..10_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let garbage: String = (0..10_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     for route in ["/debug/leaks", "/debug/pprof/heap", "/metrics"] {
         let req = format!("GET {route}?{garbage} HTTP/1.1\r\nHost: x\r\n\r\n");
         let resp = raw(addr, req.as_bytes(), T);
@@ -127,7 +134,13 @@ fn ten_kb_of_garbage_query_gets_400_with_a_reason() {
         assert!(body.contains("too long"), "{body}");
     }
     // Garbage that fits: bad percent-encoding, negative and absurd ages.
-    for q in ["min_age=%G0", "min_age=-1", "min_age=banana", "min_age=1e400", "debug=%00"] {
+    for q in [
+        "min_age=%G0",
+        "min_age=-1",
+        "min_age=banana",
+        "min_age=1e400",
+        "debug=%00",
+    ] {
         let resp = raw(
             addr,
             format!("GET /debug/leaks?{q} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
@@ -205,7 +218,10 @@ fn slow_clients_do_not_block_others_and_are_cut_off() {
     let t0 = Instant::now();
     assert_serves(addr);
     assert_serves(addr);
-    assert!(t0.elapsed() < Duration::from_millis(800), "served only after the slow clients timed out");
+    assert!(
+        t0.elapsed() < Duration::from_millis(800),
+        "served only after the slow clients timed out"
+    );
     app.assert_alive();
     // The slow ones are closed by the server after the head timeout.
     for s in &mut slow {
@@ -230,7 +246,12 @@ fn connections_past_the_cap_get_503_then_service_resumes() {
     let held: Vec<TcpStream> = (0..8).map(|_| stall(addr)).collect();
     std::thread::sleep(Duration::from_millis(100));
     let resp = raw(addr, b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\n\r\n", T);
-    assert_eq!(status_of(&resp), Some(503), "{}", String::from_utf8_lossy(&resp));
+    assert_eq!(
+        status_of(&resp),
+        Some(503),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
     assert_eq!(body_of(&resp), "too many connections\n");
     app.assert_alive();
     drop(held);
@@ -297,7 +318,11 @@ fn clients_that_never_read_are_dropped_after_the_request_timeout() {
     std::thread::sleep(Duration::from_millis(2500));
     // All slots are free again: 8 more connections are accepted and served.
     let results: Vec<_> = (0..8)
-        .map(|_| std::thread::spawn(move || status_of(&raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", T))))
+        .map(|_| {
+            std::thread::spawn(move || {
+                status_of(&raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", T))
+            })
+        })
         .collect();
     for r in results {
         assert_eq!(r.join().unwrap(), Some(200));
@@ -317,7 +342,11 @@ fn shutdown_is_prompt_with_stalled_clients() {
     std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
     s.shutdown();
-    assert!(t.elapsed() < Duration::from_secs(5), "shutdown took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
     assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
     app.assert_alive();
     drop(held);

@@ -55,7 +55,10 @@ fn every_route_answers() {
         .find(|l| l.starts_with("leakscope_heap_allocations_total "))
         .expect("allocations counter");
     let allocs: u64 = allocs_line.split(' ').nth(1).unwrap().parse().unwrap();
-    assert!(allocs > 0, "the tracking allocator counted nothing: {allocs_line}");
+    assert!(
+        allocs > 0,
+        "the tracking allocator counted nothing: {allocs_line}"
+    );
     assert!(
         t.contains("function=\"server_routes::server_routes_known_site\""),
         "known heap site missing from /metrics"
@@ -88,7 +91,11 @@ fn every_route_answers() {
     let r = get(addr, "/debug/pprof/heap?debug=1");
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type, "text/plain; charset=utf-8");
-    assert!(r.text().contains("server_routes_known_site"), "{}", r.text());
+    assert!(
+        r.text().contains("server_routes_known_site"),
+        "{}",
+        r.text()
+    );
     let r = get(addr, "/debug/pprof/heap?min_age=1h");
     assert_eq!(r.status, 200);
     decode(&r.body);
@@ -105,7 +112,11 @@ fn every_route_answers() {
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type, "text/plain; charset=utf-8");
     assert!(r.text().starts_with("leakscope report"));
-    assert!(r.text().contains("server_routes_known_site"), "{}", r.text());
+    assert!(
+        r.text().contains("server_routes_known_site"),
+        "{}",
+        r.text()
+    );
 
     // JSON parses and has the heap and the site.
     let r = get(addr, "/debug/leaks.json");
@@ -156,9 +167,19 @@ fn bearer_token_is_required_when_set() {
     let r = get(addr, "/debug/leaks");
     assert_eq!(r.status, 401);
     assert!(r.headers.get("www-authenticate").is_some());
-    let r = request(addr, "GET", "/debug/leaks", &[("authorization", "Bearer wrong")]);
+    let r = request(
+        addr,
+        "GET",
+        "/debug/leaks",
+        &[("authorization", "Bearer wrong")],
+    );
     assert_eq!(r.status, 401);
-    let r = request(addr, "GET", "/debug/leaks", &[("authorization", "Bearer s3cret")]);
+    let r = request(
+        addr,
+        "GET",
+        "/debug/leaks",
+        &[("authorization", "Bearer s3cret")],
+    );
     assert_eq!(r.status, 200);
 }
 

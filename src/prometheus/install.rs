@@ -257,7 +257,11 @@ impl Installed {
     /// Stops the listener and the publisher thread. The recorder stays
     /// installed (the `metrics` facade cannot uninstall one).
     pub fn shutdown(mut self) {
-        *self.shared.stop.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        *self
+            .shared
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
         self.shared.wake.notify_all();
         if let Some(s) = self.server.take() {
             s.shutdown();

@@ -80,10 +80,7 @@ impl Query {
                         "0" | "" => false,
                         "1" => true,
                         _ => {
-                            return Err(err(format!(
-                                "bad debug {:?}: expected 0 or 1",
-                                short(&v)
-                            )))
+                            return Err(err(format!("bad debug {:?}: expected 0 or 1", short(&v))))
                         }
                     }
                 }
@@ -233,7 +230,18 @@ mod tests {
             assert!((d.as_secs_f64() - want).abs() < 1e-9, "{s}");
         }
         for bad in [
-            "", "banana", "-1", "-1s", "1x", "s", "1..2", "1e3", "nan", "inf", "1h-5m", "99999999999",
+            "",
+            "banana",
+            "-1",
+            "-1s",
+            "1x",
+            "s",
+            "1..2",
+            "1e3",
+            "nan",
+            "inf",
+            "1h-5m",
+            "99999999999",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

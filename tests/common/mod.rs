@@ -56,7 +56,13 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &st
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            let body = resp.into_body().collect().await.expect("body").to_bytes().to_vec();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
+                .to_vec();
             Got {
                 status,
                 content_type,
@@ -94,5 +100,7 @@ pub fn status_of(resp: &[u8]) -> Option<u16> {
 /// The body of a raw HTTP response.
 pub fn body_of(resp: &[u8]) -> String {
     let s = String::from_utf8_lossy(resp);
-    s.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    s.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
