@@ -64,6 +64,10 @@ pub mod flamegraph;
 pub mod pprof;
 
 // -- exporters: prometheus and the debug server --
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+#[cfg(feature = "http")]
+pub mod server;
 
 pub use crate::alloc::{sample_rate, set_sample_rate, TrackingAllocator};
 pub use crate::snapshot::{

@@ -1,0 +1,375 @@
+//! The listener: one background thread running a single-threaded tokio
+//! runtime that accepts connections, parses requests with hyper under hard
+//! limits, and hands each request to a bounded pool of blocking workers.
+//!
+//! ```text
+//!  accept ──► slot free? ──no──► "503", close          (connection cap)
+//!               │yes
+//!               ▼
+//!  hyper http1: head ≤ 8 KiB, ≤ 64 headers, within header_timeout
+//!               │ (431 / 400 / close, by hyper)
+//!               ▼
+//!  method, body, token checks (405 / 413 / 401)
+//!               │
+//!               ▼
+//!  worker permit (≤ workers) ──► spawn_blocking(handler) ──► response
+//!  └──────────── whole request within request_timeout, else close ───┘
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::thread::{JoinHandle, ThreadId};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+
+use super::{Response, ServerBuilder};
+
+/// What answers requests: path and raw query in, response out. Runs on a
+/// blocking worker thread.
+pub(crate) type Handler = Arc<dyn Fn(&str, &str) -> Response + Send + Sync>;
+
+/// Largest request head (start line plus headers) accepted. Larger than
+/// the longest accepted query (1 KiB) so that a long query gets a `400`
+/// with a reason rather than a bare `431`.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most request headers accepted.
+const MAX_HEADERS: usize = 64;
+/// How long shutdown waits for in-flight requests before dropping them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+struct Stop {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+/// A running debug server (see [`serve`](super::serve)).
+///
+/// Dropping it shuts it down, like [`Server::shutdown`].
+#[must_use = "the server shuts down when this handle is dropped"]
+pub struct Server {
+    addr: SocketAddr,
+    stop: Arc<Stop>,
+    thread: Option<JoinHandle<()>>,
+    thread_id: Option<ThreadId>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.addr)
+            .field("running", &self.thread.is_some())
+            .finish()
+    }
+}
+
+impl Server {
+    /// The address the server listens on (with the real port when it was
+    /// started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections, gives in-flight requests up to 2 s to
+    /// finish, closes the rest and joins the server thread. The port is free
+    /// when this returns.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    /// Leaves the server running for the rest of the process.
+    pub(crate) fn detach(mut self) {
+        self.thread = None;
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.flag.store(true, Ordering::SeqCst);
+        self.stop.notify.notify_one();
+        if let Some(t) = self.thread.take() {
+            // Never join ourselves (a handler dropping its own server).
+            if Some(std::thread::current().id()) != self.thread_id {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop_and_join();
+        }
+    }
+}
+
+struct Shared {
+    cfg: ServerBuilder,
+    handler: Handler,
+    conns: Arc<Semaphore>,
+    rejects: Arc<Semaphore>,
+    workers: Arc<Semaphore>,
+}
+
+/// Most connections being turned away with a `503` at once.
+const MAX_REJECTS: usize = 32;
+
+/// Writes a `503` and drains what the client sent (so closing does not
+/// reset the connection before the client reads the answer), all within
+/// one second.
+async fn reject(mut stream: tokio::net::TcpStream, _permit: tokio::sync::OwnedSemaphorePermit) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const MSG: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\ncontent-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(MSG).await?;
+        stream.shutdown().await?;
+        let mut buf = [0u8; 1024];
+        while stream.read(&mut buf).await? > 0 {}
+        Ok::<(), io::Error>(())
+    })
+    .await;
+}
+
+pub(crate) fn start(
+    addrs: &[SocketAddr],
+    cfg: ServerBuilder,
+    handler: Handler,
+) -> io::Result<Server> {
+    let std_listener = std::net::TcpListener::bind(addrs)?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .max_blocking_threads(cfg.workers)
+        .thread_name("leakscope-http-worker")
+        .build()?;
+    let listener = {
+        let _g = rt.enter();
+        TcpListener::from_std(std_listener)?
+    };
+    let stop = Arc::new(Stop {
+        flag: AtomicBool::new(false),
+        notify: Notify::new(),
+    });
+    let shared = Arc::new(Shared {
+        conns: Arc::new(Semaphore::new(cfg.max_connections)),
+        rejects: Arc::new(Semaphore::new(MAX_REJECTS)),
+        workers: Arc::new(Semaphore::new(cfg.workers)),
+        cfg,
+        handler,
+    });
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("leakscope-http".into())
+        .spawn(move || {
+            rt.block_on(accept_loop(listener, shared.clone(), stop2));
+            // Give in-flight connections a grace period, then drop them.
+            let max = shared.cfg.max_connections;
+            let conns = shared.conns.clone();
+            rt.block_on(async move {
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, conns.acquire_many(max as u32)).await;
+            });
+            rt.shutdown_timeout(Duration::from_millis(100));
+        })?;
+    let thread_id = Some(thread.thread().id());
+    Ok(Server {
+        addr,
+        stop,
+        thread: Some(thread),
+        thread_id,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<Stop>) {
+    loop {
+        let accepted = {
+            let mut notified = pin!(stop.notify.notified());
+            std::future::poll_fn(|cx| {
+                if stop.flag.load(Ordering::SeqCst) || notified.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                listener.poll_accept(cx).map(Some)
+            })
+            .await
+        };
+        let (stream, _peer) = match accepted {
+            None => return,
+            Some(Ok(s)) => s,
+            Some(Err(_)) => {
+                // EMFILE and friends: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let permit = match shared.conns.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Over the connection cap: answer 503 from a bounded set of
+                // short-lived tasks; past that, just close.
+                if let Ok(p) = shared.rejects.clone().try_acquire_owned() {
+                    tokio::spawn(reject(stream, p));
+                }
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc_shared = shared.clone();
+            // Handlers must finish a little before the connection's deadline
+            // so that the client gets a 503 rather than a closed connection.
+            let deadline = tokio::time::Instant::now() + shared.cfg.request_timeout;
+            let handler_deadline = deadline - (shared.cfg.request_timeout / 10);
+            let svc = service_fn(move |req| {
+                let s = svc_shared.clone();
+                async move { Ok::<_, Infallible>(respond(req, &s, handler_deadline).await) }
+            });
+            let mut b = http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(shared.cfg.header_timeout)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .max_header_size(MAX_HEAD_BYTES)
+                .max_headers(MAX_HEADERS)
+                .keep_alive(false);
+            let conn = b.serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout_at(deadline, conn).await;
+        });
+    }
+}
+
+type HttpResponse = hyper::Response<Full<Bytes>>;
+
+async fn respond(
+    req: hyper::Request<Incoming>,
+    s: &Shared,
+    deadline: tokio::time::Instant,
+) -> HttpResponse {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return to_http(Response::error(405, "only GET and HEAD are served"))
+            .map(|mut r| {
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                r
+            })
+            .unwrap_or_else(|| fallback(405));
+    }
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if has_body {
+        return http(Response::error(413, "request bodies are not accepted"));
+    }
+    if let Some(token) = &s.cfg.bearer_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or(b"");
+        if !ct_eq(given, token.as_bytes()) {
+            let r = http(Response::error(401, "missing or wrong bearer token"));
+            let mut r = r;
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"leakscope\""),
+            );
+            return r;
+        }
+    }
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let work = async {
+        let permit = match s.workers.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return Response::error(503, "server is shutting down"),
+        };
+        let handler = s.handler.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            handler(&path, &query)
+        })
+        .await;
+        match r {
+            Ok(r) => r,
+            // The handler panicked: the application goes on, the client learns.
+            Err(_) => Response::error(500, "internal error in the handler"),
+        }
+    };
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(r) => http(r),
+        // A handler still running keeps its worker permit until it returns,
+        // so abandoned work never exceeds `workers` threads.
+        Err(_) => http(Response::error(503, "busy: request timed out, retry later")),
+    }
+}
+
+/// Compares in time independent of where the first difference is.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn http(r: Response) -> HttpResponse {
+    let status = r.status;
+    to_http(r).unwrap_or_else(|| fallback(status))
+}
+
+fn to_http(r: Response) -> Option<HttpResponse> {
+    let mut b = hyper::Response::builder()
+        .status(StatusCode::from_u16(r.status).ok()?)
+        .header(header::CONTENT_TYPE, r.content_type)
+        .header(header::CACHE_CONTROL, "no-store")
+        .header("x-content-type-options", "nosniff");
+    for (k, v) in r.headers {
+        b = b.header(k, v);
+    }
+    b.body(Full::new(Bytes::from(r.body))).ok()
+}
+
+/// A response that cannot fail to build (used if a handler's headers are
+/// not valid HTTP).
+fn fallback(status: u16) -> HttpResponse {
+    let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"invalid response\n")));
+    *r.status_mut() = StatusCode::from_u16(status)
+        .ok()
+        .filter(|s| !s.is_success())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn bad_header_value_falls_back() {
+        let r = Response::ok(super::super::TEXT, "x").with_header("x-bad", "a\nb");
+        let h = http(r);
+        assert_eq!(h.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -1,0 +1,353 @@
+//! Hostile clients: oversized, malformed, slow, many at once. Each test
+//! checks the refusal and that the application (a worker thread doing its
+//! own allocations) and the server keep working.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{body_of, get, raw, status_of};
+use leakscope::server::{Server, ServerBuilder};
+
+#[global_allocator]
+static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::system();
+
+/// The "application": a thread that allocates and counts its iterations.
+struct App {
+    progress: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl App {
+    fn start() -> App {
+        let progress = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (progress.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let v: Vec<u64> = (0..256).collect();
+                std::hint::black_box(&v);
+                p.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        App {
+            progress,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The app made progress over the last 200 ms.
+    fn assert_alive(&self) {
+        let before = self.progress.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(200));
+        let after = self.progress.load(Ordering::Relaxed);
+        assert!(after > before, "the application stalled");
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn server(b: ServerBuilder) -> (Server, SocketAddr) {
+    let s = b.serve("127.0.0.1:0").expect("serve");
+    let a = s.local_addr();
+    (s, a)
+}
+
+fn quick() -> ServerBuilder {
+    ServerBuilder::new()
+        .header_timeout(Duration::from_millis(500))
+        .request_timeout(Duration::from_secs(3))
+}
+
+fn assert_serves(addr: SocketAddr) {
+    let r = get(addr, "/debug/leaks");
+    assert_eq!(r.status, 200, "server no longer serves");
+}
+
+const T: Duration = Duration::from_secs(10);
+
+#[test]
+fn oversized_head_gets_431() {
+    let app = App::start();
+    let (_s, addr) = server(quick());
+    let mut req = b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    req.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    req.extend(b"\r\n\r\n");
+    let resp = raw(addr, &req, T);
+    assert_eq!(
+        status_of(&resp),
+        Some(431),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    app.assert_alive();
+    assert_serves(addr);
+}
+
+#[test]
+fn too_many_headers_are_refused() {
+    let app = App::start();
+    let (_s, addr) = server(quick());
+    let mut req = b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..200 {
+        req.extend(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    req.extend(b"\r\n");
+    let resp = raw(addr, &req, T);
+    let status = status_of(&resp);
+    assert!(
+        matches!(status, Some(431) | Some(400)),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    app.assert_alive();
+    assert_serves(addr);
+}
+
+#[test]
+fn ten_kb_of_garbage_query_gets_400_with_a_reason() {
+    let app = App::start();
+    let (_s, addr) = server(quick());
+    let garbage: String = (0..10_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    for route in ["/debug/leaks", "/debug/pprof/heap", "/metrics"] {
+        let req = format!("GET {route}?{garbage} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let resp = raw(addr, req.as_bytes(), T);
+        assert_eq!(status_of(&resp), Some(400), "{route}");
+        let body = body_of(&resp);
+        assert_eq!(body.lines().count(), 1, "{body}");
+        assert!(body.contains("too long"), "{body}");
+    }
+    // Garbage that fits: bad percent-encoding, negative and absurd ages.
+    for q in [
+        "min_age=%G0",
+        "min_age=-1",
+        "min_age=banana",
+        "min_age=1e400",
+        "debug=%00",
+    ] {
+        let resp = raw(
+            addr,
+            format!("GET /debug/leaks?{q} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+            T,
+        );
+        assert_eq!(status_of(&resp), Some(400), "{q}");
+        assert_eq!(body_of(&resp).lines().count(), 1, "{q}");
+    }
+    app.assert_alive();
+    assert_serves(addr);
+}
+
+#[test]
+fn malformed_requests_get_400_or_close() {
+    let app = App::start();
+    let (_s, addr) = server(quick());
+    for junk in [
+        &b"\x00\x01\x02\x03 garbage\r\n\r\n"[..],
+        b"GET\r\n\r\n",
+        b"GET /debug/leaks HTTP/9.9\r\n\r\n",
+        b"GET /debug/leaks HTTP/1.1\r\nBad Header Without Colon\r\n\r\n",
+        b"\r\n\r\n\r\n\r\n",
+    ] {
+        let resp = raw(addr, junk, T);
+        let st = status_of(&resp);
+        assert!(
+            st.is_none() || st.is_some_and(|s| (400..500).contains(&s)),
+            "{:?} -> {}",
+            String::from_utf8_lossy(junk),
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    app.assert_alive();
+    assert_serves(addr);
+}
+
+#[test]
+fn request_bodies_get_413() {
+    let app = App::start();
+    let (_s, addr) = server(quick());
+    let resp = raw(
+        addr,
+        b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\nabc",
+        T,
+    );
+    assert_eq!(status_of(&resp), Some(413));
+    let resp = raw(
+        addr,
+        b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        T,
+    );
+    assert_eq!(status_of(&resp), Some(413));
+    app.assert_alive();
+    assert_serves(addr);
+}
+
+/// Opens a connection that sends half a request head and stalls.
+fn stall(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\nX-Slow:")
+        .expect("write");
+    s
+}
+
+#[test]
+fn slow_clients_do_not_block_others_and_are_cut_off() {
+    let app = App::start();
+    let (_s, addr) = server(
+        ServerBuilder::new()
+            .header_timeout(Duration::from_millis(800))
+            .max_connections(32),
+    );
+    let mut slow: Vec<TcpStream> = (0..16).map(|_| stall(addr)).collect();
+    // Other clients are served while the slow ones hang.
+    let t0 = Instant::now();
+    assert_serves(addr);
+    assert_serves(addr);
+    assert!(
+        t0.elapsed() < Duration::from_millis(800),
+        "served only after the slow clients timed out"
+    );
+    app.assert_alive();
+    // The slow ones are closed by the server after the head timeout.
+    for s in &mut slow {
+        s.set_read_timeout(Some(T)).unwrap();
+        let mut buf = Vec::new();
+        let t = Instant::now();
+        let _ = s.read_to_end(&mut buf);
+        assert!(t.elapsed() < T, "slow client not cut off");
+    }
+    assert_serves(addr);
+}
+
+#[test]
+fn connections_past_the_cap_get_503_then_service_resumes() {
+    let app = App::start();
+    let (_s, addr) = server(
+        ServerBuilder::new()
+            .header_timeout(Duration::from_secs(30))
+            .request_timeout(Duration::from_secs(30))
+            .max_connections(8),
+    );
+    let held: Vec<TcpStream> = (0..8).map(|_| stall(addr)).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let resp = raw(addr, b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\n\r\n", T);
+    assert_eq!(
+        status_of(&resp),
+        Some(503),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    assert_eq!(body_of(&resp), "too many connections\n");
+    app.assert_alive();
+    drop(held);
+    // Slots come back as the server notices the closed connections.
+    let deadline = Instant::now() + T;
+    loop {
+        let resp = raw(addr, b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\n\r\n", T);
+        if status_of(&resp) == Some(200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "service did not resume");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_flood_of_connections_is_bounded_and_survived() {
+    let app = App::start();
+    let (_s, addr) = server(quick().max_connections(16));
+    let threads: Vec<_> = (0..64)
+        .map(|_| {
+            std::thread::spawn(move || {
+                raw(
+                    addr,
+                    b"GET /debug/pprof/heap HTTP/1.1\r\nHost: x\r\n\r\n",
+                    T,
+                )
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in threads {
+        match status_of(&t.join().unwrap()) {
+            Some(200) => ok += 1,
+            Some(503) | None => {}
+            Some(s) => panic!("unexpected status {s}"),
+        }
+    }
+    assert!(ok >= 1, "nothing was served");
+    app.assert_alive();
+    assert_serves(addr);
+}
+
+#[test]
+fn clients_that_never_read_are_dropped_after_the_request_timeout() {
+    let app = App::start();
+    let (_s, addr) = server(
+        ServerBuilder::new()
+            .request_timeout(Duration::from_secs(2))
+            .max_connections(8),
+    );
+    // Send requests and never read the answers (each response sits in the
+    // socket buffers); the server must not wait on them.
+    let lazy: Vec<TcpStream> = (0..6)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /debug/leaks.json HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    assert_serves(addr);
+    app.assert_alive();
+    std::thread::sleep(Duration::from_millis(2500));
+    // All slots are free again: 8 more connections are accepted and served.
+    let results: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                status_of(&raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", T))
+            })
+        })
+        .collect();
+    for r in results {
+        assert_eq!(r.join().unwrap(), Some(200));
+    }
+    drop(lazy);
+}
+
+#[test]
+fn shutdown_is_prompt_with_stalled_clients() {
+    let app = App::start();
+    let (s, addr) = server(
+        ServerBuilder::new()
+            .header_timeout(Duration::from_secs(60))
+            .request_timeout(Duration::from_secs(60)),
+    );
+    let held: Vec<TcpStream> = (0..10).map(|_| stall(addr)).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    s.shutdown();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+    app.assert_alive();
+    drop(held);
+}

@@ -1,0 +1,215 @@
+//! The debug server on 127.0.0.1:0, every route hit with a real HTTP
+//! client: status, content type and content.
+
+mod common;
+
+use std::io::Read;
+use std::time::Duration;
+
+use common::{get, request};
+use leakscope::pprof::proto;
+use leakscope::server::{self, ServerBuilder};
+use prost::Message;
+
+#[global_allocator]
+static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::system();
+
+/// A heap site the reports must name: 8 MiB kept live by the test.
+#[inline(never)]
+fn server_routes_known_site() -> Vec<u8> {
+    std::hint::black_box(vec![7u8; 8 << 20])
+}
+
+fn decode(gz: &[u8]) -> proto::Profile {
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut raw)
+        .expect("profile is gzipped");
+    proto::Profile::decode(raw.as_slice()).expect("profile decodes")
+}
+
+#[test]
+fn every_route_answers() {
+    leakscope::set_sample_rate(1);
+    let keep = server_routes_known_site();
+    let srv = server::serve("127.0.0.1:0").expect("serve");
+    let addr = srv.local_addr();
+    assert!(addr.ip().is_loopback());
+
+    // Index links every route.
+    let r = get(addr, "/");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "text/html; charset=utf-8");
+    for route in &server::ROUTES[1..] {
+        assert!(r.text().contains(&format!("href=\"{route}")), "{route}");
+    }
+
+    // Metrics: Prometheus text with our families.
+    let r = get(addr, "/metrics");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
+    let t = r.text();
+    assert!(t.contains("# TYPE leakscope_object_lifetime_seconds histogram"));
+    let allocs_line = t
+        .lines()
+        .find(|l| l.starts_with("leakscope_heap_allocations_total "))
+        .expect("allocations counter");
+    let allocs: u64 = allocs_line.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(
+        allocs > 0,
+        "the tracking allocator counted nothing: {allocs_line}"
+    );
+    assert!(
+        t.contains("function=\"server_routes::server_routes_known_site\""),
+        "known heap site missing from /metrics"
+    );
+
+    // pprof heap: gzipped profile.proto that decodes and names the site.
+    for (path, default_type) in [
+        ("/debug/pprof/heap", "inuse_space"),
+        ("/debug/pprof/allocs", "alloc_space"),
+    ] {
+        let r = get(addr, path);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.content_type, "application/octet-stream");
+        assert!(r
+            .headers
+            .get("content-disposition")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("attachment")));
+        let p = decode(&r.body);
+        let default = &p.string_table[p.default_sample_type as usize];
+        assert_eq!(default, default_type, "{path}");
+        assert!(
+            p.string_table
+                .iter()
+                .any(|s| s.contains("server_routes_known_site")),
+            "{path} does not name the known site"
+        );
+    }
+
+    // Text form and min_age.
+    let r = get(addr, "/debug/pprof/heap?debug=1");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "text/plain; charset=utf-8");
+    assert!(
+        r.text().contains("server_routes_known_site"),
+        "{}",
+        r.text()
+    );
+    let r = get(addr, "/debug/pprof/heap?min_age=1h");
+    assert_eq!(r.status, 200);
+    decode(&r.body);
+
+    // Flame graph.
+    let r = get(addr, "/debug/pprof/heap.svg");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "image/svg+xml");
+    assert!(r.text().contains("<svg"), "not an svg");
+    assert!(r.text().contains("server_routes_known_site"));
+
+    // Text report names the known site.
+    let r = get(addr, "/debug/leaks");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "text/plain; charset=utf-8");
+    assert!(r.text().starts_with("leakscope report"));
+    assert!(
+        r.text().contains("server_routes_known_site"),
+        "{}",
+        r.text()
+    );
+
+    // JSON parses and has the heap and the site.
+    let r = get(addr, "/debug/leaks.json");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "application/json");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json parses");
+    assert!(v["heap"]["allocations"].as_u64().unwrap() > 0);
+    assert!(v["objects"].is_array());
+    assert!(r.text().contains("server_routes_known_site"));
+
+    // HEAD: headers, no body.
+    let r = request(addr, "HEAD", "/debug/leaks", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+
+    // Unknown path and bad queries.
+    let r = get(addr, "/debug/pprof/goroutine");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.text().lines().count(), 1);
+    for q in ["min_age=banana", "min_age=-1", "debug=7", "min_age=%zz"] {
+        for route in &server::ROUTES[1..] {
+            let r = get(addr, &format!("{route}?{q}"));
+            assert_eq!(r.status, 400, "{route}?{q}");
+            assert_eq!(r.text().lines().count(), 1, "{route}?{q}: {}", r.text());
+        }
+    }
+    let r = get(addr, "/debug/leaks?min_age=banana");
+    assert!(r.text().contains("bad min_age"), "{}", r.text());
+
+    // Methods other than GET/HEAD.
+    let r = request(addr, "POST", "/debug/leaks", &[]);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.headers.get("allow").unwrap(), "GET, HEAD");
+
+    srv.shutdown();
+    // The port is free again.
+    std::net::TcpListener::bind(addr).expect("port released by shutdown");
+    drop(keep);
+}
+
+#[test]
+fn bearer_token_is_required_when_set() {
+    let srv = ServerBuilder::new()
+        .bearer_token("s3cret")
+        .serve("127.0.0.1:0")
+        .expect("serve");
+    let addr = srv.local_addr();
+    let r = get(addr, "/debug/leaks");
+    assert_eq!(r.status, 401);
+    assert!(r.headers.get("www-authenticate").is_some());
+    let r = request(
+        addr,
+        "GET",
+        "/debug/leaks",
+        &[("authorization", "Bearer wrong")],
+    );
+    assert_eq!(r.status, 401);
+    let r = request(
+        addr,
+        "GET",
+        "/debug/leaks",
+        &[("authorization", "Bearer s3cret")],
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn non_loopback_is_refused_without_opt_in() {
+    let e = server::serve("0.0.0.0:0").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("allow_remote"), "{e}");
+    // With the opt-in it binds (tests only ever talk to it over loopback).
+    let srv = ServerBuilder::new()
+        .allow_remote(true)
+        .bearer_token("t")
+        .serve("0.0.0.0:0")
+        .expect("explicit opt-in binds");
+    let port = srv.local_addr().port();
+    let r = request(
+        ([127, 0, 0, 1], port).into(),
+        "GET",
+        "/",
+        &[("authorization", "Bearer t")],
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn dropping_the_server_stops_it() {
+    let srv = server::serve("127.0.0.1:0").expect("serve");
+    let addr = srv.local_addr();
+    assert_eq!(get(addr, "/").status, 200);
+    drop(srv);
+    let refused = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+    assert!(refused.is_err(), "still accepting after drop");
+}
