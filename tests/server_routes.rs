@@ -32,6 +32,10 @@ fn decode(gz: &[u8]) -> proto::Profile {
 fn every_route_answers() {
     leakscope::set_sample_rate(1);
     let keep = server_routes_known_site();
+    // A tracked-object site the report and metrics must name.
+    let tracked: Vec<_> = (0..3)
+        .map(|i| leakscope::track!(vec![i; 16], "known_object"))
+        .collect();
     let srv = server::serve("127.0.0.1:0").expect("serve");
     let addr = srv.local_addr();
     assert!(addr.ip().is_loopback());
@@ -63,6 +67,12 @@ fn every_route_answers() {
         t.contains("function=\"server_routes::server_routes_known_site\""),
         "known heap site missing from /metrics"
     );
+    let live = t
+        .lines()
+        .find(|l| l.starts_with("leakscope_objects_live{") && l.contains("name=\"known_object\""))
+        .expect("tracked site in /metrics");
+    assert!(live.ends_with(" 3"), "{live}");
+    assert!(live.contains("site=\"tests/server_routes.rs:"), "{live}");
 
     // pprof heap: gzipped profile.proto that decodes and names the site.
     for (path, default_type) in [
@@ -107,8 +117,15 @@ fn every_route_answers() {
     assert!(r.text().contains("<svg"), "not an svg");
     assert!(r.text().contains("server_routes_known_site"));
 
-    // Text report names the known site.
+    // Text report names the known sites.
     let r = get(addr, "/debug/leaks");
+    assert!(
+        r.text()
+            .contains("\"known_object\" at tests/server_routes.rs:"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains(": 3 live, 3 created"), "{}", r.text());
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type, "text/plain; charset=utf-8");
     assert!(r.text().starts_with("leakscope report"));
@@ -124,7 +141,10 @@ fn every_route_answers() {
     assert_eq!(r.content_type, "application/json");
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json parses");
     assert!(v["heap"]["allocations"].as_u64().unwrap() > 0);
-    assert!(v["objects"].is_array());
+    let objects = v["objects"].as_array().expect("objects array");
+    assert!(objects
+        .iter()
+        .any(|o| o["name"] == "known_object" && o["live"] == 3));
     assert!(r.text().contains("server_routes_known_site"));
 
     // HEAD: headers, no body.
@@ -155,6 +175,7 @@ fn every_route_answers() {
     // The port is free again.
     std::net::TcpListener::bind(addr).expect("port released by shutdown");
     drop(keep);
+    drop(tracked);
 }
 
 #[test]

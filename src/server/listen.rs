@@ -360,6 +360,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_panicking_handler_is_a_500_and_the_server_goes_on() {
+        use std::io::{Read, Write};
+        let handler: Handler = Arc::new(|path: &str, _q: &str| {
+            if path == "/boom" {
+                panic!("handler bug");
+            }
+            Response::ok(super::super::TEXT, "fine")
+        });
+        let addrs = ["127.0.0.1:0".parse().expect("addr")];
+        let srv = start(&addrs, ServerBuilder::new(), handler).expect("start");
+        let ask = |path: &str| {
+            let mut s = std::net::TcpStream::connect(srv.local_addr()).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        };
+        let r = ask("/boom");
+        assert!(r.starts_with("HTTP/1.1 500"), "{r}");
+        assert!(r.ends_with("internal error in the handler\n"), "{r}");
+        let r = ask("/ok");
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        srv.shutdown();
+    }
+
+    #[test]
     fn constant_time_eq() {
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
