@@ -1,0 +1,143 @@
+//! The story's leak, reproduced and caught.
+//!
+//! A request framework creates a context with a deadline per request and
+//! hands a clone to a deadline timer, but never cancels the timer when the
+//! handler returns. One of two callers sends its timeout in seconds instead
+//! of milliseconds, so its contexts (and their metadata) live for the whole
+//! timeout instead of a few milliseconds. leakscope names the object, the
+//! caller, where it was created and which code still holds it.
+//!
+//! ```text
+//! cargo run --release --example leaky_server                  # 20 s, prints the leak
+//! cargo run --release --example leaky_server -- --fixed        # the one-line fix
+//! cargo run --release --example leaky_server -- --serve 127.0.0.1:6060
+//! ```
+
+use std::time::{Duration, Instant};
+
+mod scenario;
+
+use scenario::{ctx_site, Config, Scenario};
+
+#[global_allocator]
+static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::system();
+
+struct Args {
+    fixed: bool,
+    duration: Duration,
+    serve: Option<String>,
+    flamegraph: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        fixed: false,
+        duration: Duration::from_secs(20),
+        serve: None,
+        flamegraph: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--fixed" => a.fixed = true,
+            "--duration" => {
+                let v = it.next().ok_or("--duration needs seconds")?;
+                let s: f64 = v.parse().map_err(|_| format!("bad --duration {v:?}"))?;
+                if !(0.5..=86_400.0).contains(&s) {
+                    return Err(format!("--duration {s} out of range (0.5..86400)"));
+                }
+                a.duration = Duration::from_secs_f64(s);
+            }
+            "--serve" => a.serve = Some(it.next().ok_or("--serve needs an address")?),
+            "--flamegraph" => a.flamegraph = Some(it.next().ok_or("--flamegraph needs a path")?),
+            "-h" | "--help" => {
+                return Err("usage: leaky_server [--fixed] [--duration SECS] [--serve ADDR] [--flamegraph OUT.svg]".into())
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let cfg = Config {
+        fixed: args.fixed,
+        ..Config::default()
+    };
+    println!(
+        "leaky_server: 2 callers x {} req/s; {} asks for {:?} deadlines, {} for {:?} (seconds where ms were meant); timers {}",
+        cfg.rate,
+        scenario::GOOD_CALLER,
+        cfg.good_timeout,
+        scenario::BAD_CALLER,
+        cfg.bad_timeout,
+        if cfg.fixed { "cancelled on return (--fixed)" } else { "NOT cancelled on return (the bug)" }
+    );
+    let server = args.serve.as_deref().map(|addr| {
+        let s = leakscope::server::serve(addr).unwrap_or_else(|e| {
+            eprintln!("cannot serve on {addr}: {e}");
+            std::process::exit(1);
+        });
+        let a = s.local_addr();
+        println!("debug server on http://{a}/  (curl http://{a}/debug/leaks; go tool pprof http://{a}/debug/pprof/heap)");
+        s
+    });
+    let sc = Scenario::start(&cfg).expect("start the framework on 127.0.0.1");
+    let start = Instant::now();
+    let mut prev = leakscope::snapshot();
+    while start.elapsed() < args.duration {
+        std::thread::sleep(Duration::from_secs(1).min(args.duration.saturating_sub(start.elapsed())));
+        let snap = leakscope::snapshot();
+        let (live, oldest, bad) = match ctx_site(&snap) {
+            Some(o) => (
+                o.live,
+                o.oldest_age.unwrap_or_default(),
+                o.labels
+                    .iter()
+                    .find(|l| l.value == scenario::BAD_CALLER)
+                    .map_or(0, |l| l.live),
+            ),
+            None => (0, Duration::ZERO, 0),
+        };
+        let dt = snap.taken_at_ns.saturating_sub(prev.taken_at_ns) as f64 / 1e9;
+        let growth = (snap.heap.live_bytes as f64 - prev.heap.live_bytes as f64) / dt.max(1e-9);
+        println!(
+            "t={:>4.1}s  contexts live {:>5} ({} of them {}), oldest {:>6} | heap live {} ({}{}/s){}",
+            start.elapsed().as_secs_f64(),
+            live,
+            bad,
+            scenario::BAD_CALLER,
+            leakscope::snapshot::fmt_duration(oldest),
+            leakscope::snapshot::fmt_bytes(snap.heap.live_bytes),
+            if growth < 0.0 { "-" } else { "+" },
+            leakscope::snapshot::fmt_bytes(growth.abs() as u64),
+            if ctx_site(&snap).is_some_and(|o| o.suspected.is_some()) { " | SUSPECTED LEAK" } else { "" }
+        );
+        prev = snap;
+    }
+    let snap = leakscope::snapshot();
+    println!("\n{snap}");
+    if let Some(path) = &args.flamegraph {
+        match leakscope::flamegraph::heap_svg(&snap) {
+            Ok(svg) => match std::fs::write(path, svg) {
+                Ok(()) => println!("flame graph of in-use memory written to {path}"),
+                Err(e) => eprintln!("cannot write {path}: {e}"),
+            },
+            Err(e) => eprintln!("flame graph: {e}"),
+        }
+    }
+    if let Some(s) = server {
+        println!("debug server still up at http://{}/ ; press Ctrl-C to stop", s.local_addr());
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    sc.stop();
+}
