@@ -72,11 +72,12 @@ fn main() {
         ..Config::default()
     };
     println!(
-        "leaky_server: 2 callers x {} req/s; {} asks for {:?} deadlines, {} for {:?} (seconds where ms were meant); timers {}",
-        cfg.rate,
+        "leaky_server: {} sends {} req/s with {:?} deadlines, {} sends {} req/s with {:?} (seconds where ms were meant); timers {}",
         scenario::GOOD_CALLER,
+        cfg.good_rate,
         cfg.good_timeout,
         scenario::BAD_CALLER,
+        cfg.bad_rate,
         cfg.bad_timeout,
         if cfg.fixed { "cancelled on return (--fixed)" } else { "NOT cancelled on return (the bug)" }
     );
@@ -93,7 +94,9 @@ fn main() {
     let start = Instant::now();
     let mut prev = leakscope::snapshot();
     while start.elapsed() < args.duration {
-        std::thread::sleep(Duration::from_secs(1).min(args.duration.saturating_sub(start.elapsed())));
+        std::thread::sleep(
+            Duration::from_secs(1).min(args.duration.saturating_sub(start.elapsed())),
+        );
         let snap = leakscope::snapshot();
         let (live, oldest, bad) = match ctx_site(&snap) {
             Some(o) => (
@@ -134,10 +137,14 @@ fn main() {
         }
     }
     if let Some(s) = server {
-        println!("debug server still up at http://{}/ ; press Ctrl-C to stop", s.local_addr());
+        println!(
+            "debug server still up at http://{}/ ; press Ctrl-C to stop",
+            s.local_addr()
+        );
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
+    let _ = sc.addr;
     sc.stop();
 }

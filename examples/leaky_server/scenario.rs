@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 /// Per-request metadata: what the framework attaches to every request.
 #[derive(Debug)]
+#[allow(dead_code)] // realistic metadata: carried, not all read
 pub struct RequestCtx {
     pub caller: String,
     pub request_id: String,
@@ -65,8 +66,14 @@ pub fn build_request_context(req: &Request) -> RequestCtx {
     let mut headers = HashMap::with_capacity(4);
     headers.insert("x-request-id".to_string(), format!("req-{id:08}"));
     headers.insert("x-caller".to_string(), req.caller.clone());
-    headers.insert("x-deadline-ms".to_string(), req.timeout.as_millis().to_string());
-    headers.insert("user-agent".to_string(), format!("{}-client/1.0", req.caller));
+    headers.insert(
+        "x-deadline-ms".to_string(),
+        req.timeout.as_millis().to_string(),
+    );
+    headers.insert(
+        "user-agent".to_string(),
+        format!("{}-client/1.0", req.caller),
+    );
     RequestCtx {
         caller: req.caller.clone(),
         request_id: format!("req-{id:08}"),
@@ -173,8 +180,10 @@ pub struct Config {
     /// The misconfigured caller's timeout (seconds where milliseconds were
     /// meant; scaled down so the demo shows the leak within seconds).
     pub bad_timeout: Duration,
-    /// Requests per second per caller.
-    pub rate: u32,
+    /// Requests per second from the well-configured caller.
+    pub good_rate: u32,
+    /// Requests per second from the misconfigured caller.
+    pub bad_rate: u32,
 }
 
 impl Default for Config {
@@ -183,14 +192,16 @@ impl Default for Config {
             fixed: false,
             good_timeout: Duration::from_millis(50),
             bad_timeout: Duration::from_secs(8),
-            rate: 100,
+            good_rate: 150,
+            bad_rate: 50,
         }
     }
 }
 
 /// A running scenario: the framework's server and its two callers.
 pub struct Scenario {
-    pub runtime: tokio::runtime::Runtime,
+    runtime: tokio::runtime::Runtime,
+    /// The framework's listening address (127.0.0.1).
     pub addr: std::net::SocketAddr,
     stop: Arc<AtomicBool>,
 }
@@ -219,8 +230,8 @@ impl Scenario {
         });
         let good = cfg.good_timeout.as_millis() as u64;
         let bad = cfg.bad_timeout.as_millis() as u64;
-        runtime.spawn(caller(addr, GOOD_CALLER, good, cfg.rate));
-        runtime.spawn(caller(addr, BAD_CALLER, bad, cfg.rate));
+        runtime.spawn(caller(addr, GOOD_CALLER, good, cfg.good_rate));
+        runtime.spawn(caller(addr, BAD_CALLER, bad, cfg.bad_rate));
         Ok(Scenario {
             runtime,
             addr,

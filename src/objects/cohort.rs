@@ -230,7 +230,10 @@ mod tests {
         let (n, v) = live(&c, t0 + 20 * MS);
         assert_eq!(n, 2);
         let oldest = v.iter().map(|x| x.age_ns).max().unwrap();
-        assert!((20 * MS..=20 * MS + (1 << BASE_SHIFT)).contains(&oldest), "{oldest}");
+        assert!(
+            (20 * MS..=20 * MS + (1 << BASE_SHIFT)).contains(&oldest),
+            "{oldest}"
+        );
         c.dec(t0);
         c.dec(t0 + 10 * MS);
         assert_eq!(live(&c, t0 + 20 * MS).0, 0);
@@ -260,7 +263,10 @@ mod tests {
         let age = v[0].age_ns;
         let true_age = t - t0;
         assert!(age >= true_age, "{age} < {true_age}");
-        assert!((age - true_age) as f64 <= true_age as f64 / 7.875, "{age} vs {true_age}");
+        assert!(
+            (age - true_age) as f64 <= true_age as f64 / 7.875,
+            "{age} vs {true_age}"
+        );
         c.dec(t0);
         let (n, v) = live(&c, t);
         assert_eq!(n, 0);

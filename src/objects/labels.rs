@@ -150,8 +150,7 @@ impl LabelTable {
                     }
                 }
                 EMPTY => {
-                    if e
-                        .state
+                    if e.state
                         .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                     {
