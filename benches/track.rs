@@ -39,7 +39,9 @@ fn on_two_threads<F: Fn(u64) + Sync>(iters: u64, f: F) -> Duration {
 
 fn create_drop(c: &mut Criterion) {
     let mut g = c.benchmark_group("create_drop");
-    g.bench_function("box", |b| b.iter(|| drop(black_box(Box::new(black_box(7u64))))));
+    g.bench_function("box", |b| {
+        b.iter(|| drop(black_box(Box::new(black_box(7u64)))))
+    });
     g.bench_function("track", |b| {
         b.iter(|| drop(black_box(tracked_box(black_box(7)))))
     });

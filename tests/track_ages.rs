@@ -58,7 +58,10 @@ fn ages_grow_while_objects_stay_live() {
     let a2 = s.oldest_age.unwrap();
     assert!(a2 >= a1 + 10 * MIN, "{a2:?} vs {a1:?}");
     // At most 1/7.875 (+ one level-0 epoch) too old.
-    assert!(a2.as_secs_f64() <= 600.0 * (1.0 + 1.0 / 7.875) + 1.0, "{a2:?}");
+    assert!(
+        a2.as_secs_f64() <= 600.0 * (1.0 + 1.0 / 7.875) + 1.0,
+        "{a2:?}"
+    );
     assert_eq!(s.live_ages.counts[bucket_index(a2.as_nanos() as u64)], 1);
     drop(o);
     assert_eq!(site("ages").oldest_age, None);
@@ -189,10 +192,18 @@ fn flags_a_growing_site_whose_oldest_keep_ageing() {
         advance(30 * Duration::from_secs(1));
     }
     let snap = leakscope::snapshot();
-    let g = snap.objects.iter().find(|o| o.name.as_deref() == Some("growing")).unwrap();
+    let g = snap
+        .objects
+        .iter()
+        .find(|o| o.name.as_deref() == Some("growing"))
+        .unwrap();
     let why = g.suspected.clone().expect("growing site flagged");
     assert!(why.starts_with("live count grew from 20 to 100"), "{why}");
-    let st = snap.objects.iter().find(|o| o.name.as_deref() == Some("steady")).unwrap();
+    let st = snap
+        .objects
+        .iter()
+        .find(|o| o.name.as_deref() == Some("steady"))
+        .unwrap();
     assert_eq!(st.suspected, None, "a stable pool is not a leak");
     drop((leaked, pool));
 }

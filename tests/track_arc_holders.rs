@@ -16,7 +16,11 @@ fn site(name: &str) -> ObjectSite {
 }
 
 fn holders_by_line(s: &ObjectSite) -> Vec<(u32, u64)> {
-    let mut v: Vec<(u32, u64)> = s.holders.iter().map(|h: &Holder| (h.line, h.live)).collect();
+    let mut v: Vec<(u32, u64)> = s
+        .holders
+        .iter()
+        .map(|h: &Holder| (h.line, h.live))
+        .collect();
     v.sort();
     v
 }
@@ -35,7 +39,10 @@ fn holders_follow_clones_moves_and_drops() {
     .unwrap();
     let s = site("holders");
     assert_eq!((s.created, s.live), (1, 1));
-    assert!(s.holders.iter().all(|h| h.file.ends_with("track_arc_holders.rs")));
+    assert!(s
+        .holders
+        .iter()
+        .all(|h| h.file.ends_with("track_arc_holders.rs")));
     let mut want = vec![(la, 1), (lb, 2), (lc, 1)];
     want.sort();
     assert_eq!(holders_by_line(&s), want);
@@ -103,7 +110,11 @@ fn many_holder_locations_overflow_to_other() {
     let s = site("many");
     let total: u64 = s.holders.iter().map(|h| h.live).sum();
     assert_eq!(total, 21);
-    assert!(s.holders.iter().any(|h| h.file == "other"), "{:?}", s.holders);
+    assert!(
+        s.holders.iter().any(|h| h.file == "other"),
+        "{:?}",
+        s.holders
+    );
     assert!(s.holders.len() <= 17);
     drop(keep);
     drop(a);

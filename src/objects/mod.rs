@@ -37,8 +37,8 @@ mod history;
 mod holders;
 mod labels;
 pub(crate) mod scope;
-pub(crate) mod site;
 mod shared;
+pub(crate) mod site;
 mod tracked;
 
 pub use shared::{TrackedArc, TrackedWeak};
@@ -252,7 +252,10 @@ pub(crate) fn read_site(ts: &site::TypeState, now: u64) -> (ObjectSite, Vec<(u64
                 None => ("other".to_string(), 0),
             };
             let oldest_age = oldest_h.map(Duration::from_nanos);
-            match holders.iter_mut().find(|h| h.file == file && h.line == line) {
+            match holders
+                .iter_mut()
+                .find(|h| h.file == file && h.line == line)
+            {
                 Some(h) => {
                     h.live += n as u64;
                     h.oldest_age = h.oldest_age.max(oldest_age);
