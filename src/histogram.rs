@@ -4,7 +4,7 @@
 //!
 //! # Buckets
 //!
-//! The upper bounds ([`BOUNDS`]) run from 1 µs to 7 days, roughly 1-2.5-5 per
+//! The upper bounds ([`BOUNDS_NS`]) run from 1 µs to 7 days, roughly 1-2.5-5 per
 //! decade where requests live (milliseconds to seconds) and at clock-friendly
 //! steps above (1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, 12 h, 1 d,
 //! 3 d, 7 d), then `+Inf`. A value equal to a bound falls into that bound's

@@ -367,7 +367,11 @@ impl Snapshot {
                 out.push_str(&format!(", oldest {}", fmt_duration(o)));
             }
         }
-        let suspects = self.objects.iter().filter(|o| o.suspected.is_some()).count();
+        let suspects = self
+            .objects
+            .iter()
+            .filter(|o| o.suspected.is_some())
+            .count();
         if suspects > 0 {
             out.push_str(&format!(" | {suspects} suspected leak(s)"));
         }
@@ -406,7 +410,10 @@ impl fmt::Display for Snapshot {
 
 fn write_objects(f: &mut fmt::Formatter<'_>, objects: &[ObjectSite]) -> fmt::Result {
     if objects.is_empty() {
-        return writeln!(f, "tracked objects: none (no track!/track_arc! site has run)\n");
+        return writeln!(
+            f,
+            "tracked objects: none (no track!/track_arc! site has run)\n"
+        );
     }
     let mut sites: Vec<&ObjectSite> = objects.iter().collect();
     sites.sort_by(|a, b| {
@@ -418,7 +425,11 @@ fn write_objects(f: &mut fmt::Formatter<'_>, objects: &[ObjectSite]) -> fmt::Res
     });
     writeln!(f, "tracked objects, oldest live first:")?;
     for o in sites.iter().take(REPORT_TOP) {
-        let name = o.name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+        let name = o
+            .name
+            .as_deref()
+            .map(|n| format!(" \"{n}\""))
+            .unwrap_or_default();
         writeln!(
             f,
             "  {}{} at {}: {} live, {} created, {} dropped{}",

@@ -1,11 +1,83 @@
-//! The tracking global allocator (work in progress: pass-through).
+//! The tracking global allocator.
+//!
+//! [`TrackingAllocator`] wraps any [`GlobalAlloc`] (the system allocator by
+//! default) and, on every call:
+//!
+//! 1. forwards to the inner allocator first for allocations (so a null
+//!    return passes through with nothing recorded) and last for frees (so a
+//!    sampled block is forgotten before its address can be reused);
+//! 2. counts the call in the calling thread's counter block (exact totals,
+//!    no shared read-modify-write);
+//! 3. subtracts the size from the thread's sampling countdown; when it goes
+//!    below zero the allocation is *sampled*: its stack is captured into a
+//!    fixed buffer, interned, and the block enters the live-sample table with
+//!    its birth time and Go's scale factor;
+//! 4. on free, one relaxed load of a counting filter tells whether the block
+//!    may be a live sample; only then is the table consulted and the
+//!    sample's lifetime recorded in its stack's histogram.
+//!
+//! # Hard rules
+//!
+//! - No panic and no unwinding out of the `GlobalAlloc` methods.
+//! - Re-entrancy: leakscope's own allocations (while recording, symbolizing
+//!   or snapshotting) go straight to the inner allocator, uncounted, decided
+//!   by a const-initialised thread-local flag (the re-entrancy guard).
+//! - Thread exit: allocations during and after thread-local teardown are
+//!   counted (into a shared atomic block) and may still be sampled.
+//! - The unsampled path takes no lock, does no hash lookup and no atomic
+//!   read-modify-write on a cache line shared between threads.
+//! - Metadata is bounded: fixed tables with counted overflow
+//!   ([`HeapStats::dropped_samples`]), reported in
+//!   [`HeapStats::metadata_bytes`].
+//! - Alignment, `realloc` and `alloc_zeroed` semantics are the inner
+//!   allocator's: those calls are forwarded, never emulated.
+//!
+//! All tracking state is process-wide: one `TrackingAllocator` should be the
+//! `#[global_allocator]`.
+
+pub(crate) mod counters;
+pub(crate) mod guard;
+mod sampler;
+pub(crate) mod table;
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicI64, Ordering};
+use core::time::Duration;
 use std::alloc::System;
+use std::collections::HashMap;
 
-use crate::snapshot::{HeapSnapshot, HeapStats};
+pub use self::sampler::{sample_rate, set_sample_rate, set_sample_seed, DEFAULT_SAMPLE_RATE};
 
-/// A `GlobalAlloc` wrapper that counts and samples allocations.
+use self::counters::{Block, SHARED};
+use self::guard::Guard;
+use self::guard::{ThreadState, BUSY, EXITED, FRESH, SLOW, STATE};
+use self::sampler::{current_rate, weight, EPOCH};
+use self::table::{Live, MAX_FRAMES, OVERFLOW_STACK};
+use crate::histogram::{bucket_index, Histogram, BUCKETS};
+use crate::snapshot::{Frame, HeapSite, HeapSnapshot, HeapStats};
+
+/// A [`GlobalAlloc`] that counts every allocation exactly and samples some
+/// with their stacks, birth times and lifetimes.
+///
+/// # Examples
+///
+/// ```no_run
+/// #[global_allocator]
+/// static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::system();
+///
+/// fn main() {
+///     let v = vec![0u8; 4096];
+///     assert!(leakscope::heap_stats().live_bytes >= 4096);
+///     drop(v);
+/// }
+/// ```
+///
+/// Over another allocator (anything implementing `GlobalAlloc`):
+///
+/// ```
+/// use std::alloc::System;
+/// static ALLOC: leakscope::TrackingAllocator<System> = leakscope::TrackingAllocator::new(System);
+/// ```
 #[derive(Debug, Default)]
 pub struct TrackingAllocator<A = System> {
     inner: A,
@@ -19,36 +91,477 @@ impl TrackingAllocator<System> {
 }
 
 impl<A> TrackingAllocator<A> {
-    /// Wraps `inner`.
+    /// Wraps `inner` (System, mimalloc, jemalloc, a test allocator...).
     pub const fn new(inner: A) -> Self {
         TrackingAllocator { inner }
     }
+
+    /// The wrapped allocator.
+    pub const fn inner(&self) -> &A {
+        &self.inner
+    }
 }
 
-// SAFETY: pass-through to the inner allocator, which upholds the contract.
+// SAFETY: every method forwards to the inner allocator with the caller's
+// arguments unchanged and returns its result unchanged, so the inner
+// allocator's guarantees (alignment, size, zeroing, realloc copying) are the
+// ones the caller gets. The bookkeeping around the calls never touches the
+// block's memory, never panics and never allocates through `self`.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { self.inner.alloc(layout) }
+        debug_assert!(layout.size() != 0);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract (non-zero size).
+        let p = unsafe { self.inner.alloc(layout) };
+        if !p.is_null() {
+            on_alloc(p, layout.size());
+        }
+        p
     }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        debug_assert!(layout.size() != 0);
+        // SAFETY: as for `alloc`; zeroing is the inner allocator's (calloc).
+        let p = unsafe { self.inner.alloc_zeroed(layout) };
+        if !p.is_null() {
+            on_alloc(p, layout.size());
+        }
+        p
+    }
+
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: caller upholds `GlobalAlloc::dealloc`'s contract.
+        // Forget a sampled block before its address can be handed out again.
+        on_free(ptr, layout.size());
+        // SAFETY: the caller guarantees `ptr` was allocated by this allocator
+        // (hence by `inner`) with `layout`.
         unsafe { self.inner.dealloc(ptr, layout) }
     }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        debug_assert!(new_size != 0);
+        if guard::is_entered() {
+            // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
+            let q = unsafe { self.inner.realloc(ptr, layout, new_size) };
+            if !q.is_null() {
+                META_LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+            }
+            return q;
+        }
+        let taken = if table::maybe_sampled(ptr as usize) {
+            take_sample(ptr as usize)
+        } else {
+            None
+        };
+        // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
+        let q = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        if q.is_null() {
+            // The old block is still valid and still the user's.
+            if let Some(e) = taken {
+                restore_sample(e);
+            }
+            return q;
+        }
+        on_realloc(q, layout.size(), new_size, taken);
+        q
+    }
 }
 
-/// Sets the sampling rate in bytes.
-pub fn set_sample_rate(_bytes: usize) {}
+// ---------------------------------------------------------------------------
+// Per-thread state (see `guard.rs` for the flags' state machine).
 
-/// The sampling rate in bytes.
-pub fn sample_rate() -> usize {
-    512 * 1024
+thread_local! {
+    /// Returns the thread's counter block to the pool when the thread exits.
+    static EXIT_HOOK: ExitHook = const { ExitHook };
+}
+
+struct ExitHook;
+
+impl Drop for ExitHook {
+    fn drop(&mut self) {
+        let _ = STATE.try_with(|t| {
+            let f = t.flags.get();
+            if f & SLOW == 0 {
+                counters::release(t.block.get());
+            }
+            t.block.set(&SHARED);
+            t.flags.set((f & BUSY) | SLOW | EXITED);
+        });
+    }
+}
+
+/// Takes a counter block for a thread's first allocation.
+#[cold]
+#[inline(never)]
+fn init_thread(t: &ThreadState) {
+    // Registering the exit hook may allocate (thread-local destructor list).
+    let _g = Guard::enter();
+    counters::mark_active();
+    let keep = t.flags.get() & BUSY;
+    if EXIT_HOOK.try_with(|_| ()).is_err() {
+        // Thread-local teardown has begun: count into the shared block.
+        t.flags.set(keep | SLOW | EXITED);
+        return;
+    }
+    match counters::acquire() {
+        Some(b) => {
+            t.block.set(b);
+            t.flags.set(keep);
+        }
+        None => t.flags.set(keep | SLOW),
+    }
+}
+
+/// leakscope's own live bytes allocated under the guard (metadata).
+static META_LIVE: AtomicI64 = AtomicI64::new(0);
+
+/// Subtracts `size` from the countdown; `true` when this allocation is sampled.
+#[inline(always)]
+fn should_sample(t: &ThreadState, size: usize) -> bool {
+    let c = t.countdown.get().wrapping_sub(size as i64);
+    if c >= 0 && t.epoch.get() == EPOCH.load(Ordering::Relaxed) {
+        t.countdown.set(c);
+        return false;
+    }
+    sample_decision_slow(t, size)
+}
+
+/// The slow path of the countdown: decides whether this allocation is
+/// sampled, checks the peak every `PEAK_CHECK_BYTES`, and re-arms.
+#[cold]
+#[inline(never)]
+fn sample_decision_slow(t: &ThreadState, size: usize) -> bool {
+    let size = size as i64;
+    let epoch = EPOCH.load(Ordering::Acquire);
+    let rate = current_rate();
+    let mut rng = t.rng.get();
+    // Bytes allocated since the countdown was armed, this one included.
+    let consumed = t
+        .armed
+        .get()
+        .wrapping_sub(t.countdown.get())
+        .wrapping_add(size);
+    let mut left = if t.epoch.get() != epoch {
+        // New rate or seed (or the thread's first allocation): start afresh.
+        t.epoch.set(epoch);
+        let salt = t.block.get() as *const Block as u64 ^ (t as *const ThreadState as u64);
+        sampler::reseed(&mut rng, salt);
+        sampler::draw(&mut rng, rate).wrapping_sub(size)
+    } else {
+        t.sample_left.get().wrapping_sub(consumed)
+    };
+    let sampled = left < 0 && rate != 0;
+    if left < 0 {
+        // Memoryless: after a sample the next distance is drawn afresh.
+        left = sampler::draw(&mut rng, rate);
+    }
+    t.rng.set(rng);
+    t.sample_left.set(left);
+    let since = t.since_peak.get().saturating_add(consumed);
+    if since >= counters::PEAK_CHECK_BYTES {
+        t.since_peak.set(0);
+        counters::check_peak();
+    } else {
+        t.since_peak.set(since);
+    }
+    let arm = left.min(counters::PEAK_CHECK_BYTES);
+    t.armed.set(arm);
+    t.countdown.set(arm);
+    sampled
+}
+
+/// The common case: this thread owns its block and is not inside leakscope.
+#[inline(always)]
+fn on_alloc(p: *mut u8, size: usize) {
+    let sampled = STATE.try_with(|t| {
+        if t.flags.get() != 0 {
+            return on_alloc_slow(t, size);
+        }
+        t.block.get().on_alloc(size as u64);
+        should_sample(t, size)
+    });
+    if let Ok(true) = sampled {
+        record_sample(p as usize, size as u64, None);
+    }
+}
+
+/// Guarded, first, shared-block or exiting allocations.
+#[cold]
+#[inline(never)]
+fn on_alloc_slow(t: &ThreadState, size: usize) -> bool {
+    let f = t.flags.get();
+    if f & BUSY != 0 {
+        META_LIVE.fetch_add(size as i64, Ordering::Relaxed);
+        return false;
+    }
+    if f & FRESH != 0 {
+        init_thread(t);
+        if t.flags.get() == 0 {
+            t.block.get().on_alloc(size as u64);
+            return should_sample(t, size);
+        }
+    }
+    SHARED.on_alloc_shared(size as u64);
+    should_sample(t, size)
+}
+
+#[inline(always)]
+fn on_free(p: *mut u8, size: usize) {
+    let counted = STATE.try_with(|t| {
+        let f = t.flags.get();
+        if f == 0 {
+            t.block.get().on_free(size as u64);
+            true
+        } else if f & BUSY != 0 {
+            META_LIVE.fetch_sub(size as i64, Ordering::Relaxed);
+            false
+        } else {
+            SHARED.on_free_shared(size as u64);
+            true
+        }
+    });
+    if counted != Ok(false) && table::maybe_sampled(p as usize) {
+        free_sample(p as usize);
+    }
+}
+
+#[inline(always)]
+fn on_realloc(q: *mut u8, old: usize, new: usize, taken: Option<Live>) {
+    let sampled = STATE
+        .try_with(|t| {
+            if t.flags.get() == 0 {
+                t.block.get().on_realloc(old as u64, new as u64);
+            } else {
+                if t.flags.get() & FRESH != 0 {
+                    init_thread(t);
+                }
+                SHARED.on_realloc_shared(old as u64, new as u64);
+            }
+            should_sample(t, new)
+        })
+        .unwrap_or(false);
+    match (taken, sampled) {
+        (None, false) => {}
+        (None, true) => record_sample(q as usize, new as u64, None),
+        (Some(e), true) => {
+            moved_sample(&e);
+            // Keep the age: the data is the same allocation, grown or shrunk.
+            record_sample(q as usize, new as u64, Some(e.birth));
+        }
+        (Some(e), false) => moved_sample(&e),
+    }
+}
+
+/// The sampled path: capture the stack (before taking the lock), then
+/// record the sample.
+#[cold]
+#[inline(never)]
+fn record_sample(addr: usize, size: u64, birth: Option<u64>) {
+    let _g = Guard::enter();
+    table::SAMPLES.fetch_add(1, Ordering::Relaxed);
+    let mut buf = [0usize; MAX_FRAMES];
+    let n = crate::stack::capture(&mut buf);
+    let w = weight(size, current_rate());
+    let birth = birth.unwrap_or_else(crate::clock::now_ns);
+    let mut t = table::lock();
+    t.record_alloc(addr, size, w, &buf[..n], birth);
+}
+
+#[cold]
+#[inline(never)]
+fn free_sample(addr: usize) {
+    let _g = Guard::enter();
+    let now = crate::clock::now_ns();
+    let mut t = table::lock();
+    if let Some(e) = t.take_live(addr) {
+        t.record_free(&e, now);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn take_sample(addr: usize) -> Option<Live> {
+    let _g = Guard::enter();
+    table::lock().take_live(addr)
+}
+
+#[cold]
+#[inline(never)]
+fn restore_sample(e: Live) {
+    let _g = Guard::enter();
+    table::lock().restore_live(e);
+}
+
+#[cold]
+#[inline(never)]
+fn moved_sample(e: &Live) {
+    let _g = Guard::enter();
+    table::lock().record_moved(e);
+}
+
+// ---------------------------------------------------------------------------
+// Reading.
+
+/// How many per-thread counter blocks have ever been in use at once (the
+/// pool's high-water mark, at most 1024). Threads that exit return their
+/// block, so a service that creates threads forever stays at its peak
+/// thread count. Diagnostics for tests and dashboards.
+pub fn thread_blocks_high_water() -> usize {
+    counters::high_water()
 }
 
 pub(crate) fn heap_stats() -> HeapStats {
-    HeapStats::default()
+    let t = counters::totals();
+    let live_samples = {
+        let _g = Guard::enter();
+        table::lock().live_count as u64
+    };
+    HeapStats {
+        allocations: t.allocs,
+        frees: t.frees,
+        reallocs: t.reallocs,
+        allocated_bytes: t.alloc_bytes,
+        freed_bytes: t.freed_bytes,
+        live_bytes: t.alloc_bytes.saturating_sub(t.freed_bytes),
+        live_allocations: t.allocs.saturating_sub(t.frees),
+        peak_live_bytes: t.peak,
+        sample_rate: current_rate(),
+        samples: table::SAMPLES.load(Ordering::Relaxed),
+        live_samples,
+        dropped_samples: table::DROPPED.load(Ordering::Relaxed),
+        metadata_bytes: metadata_bytes(),
+    }
 }
 
-pub(crate) fn heap_snapshot(_now: u64, _min_age: Option<core::time::Duration>) -> HeapSnapshot {
-    HeapSnapshot::default()
+fn metadata_bytes() -> u64 {
+    let dynamic = META_LIVE.load(Ordering::Relaxed).max(0) as u64;
+    (table::TABLE_BYTES + counters::POOL_BYTES) as u64 + dynamic
+}
+
+/// Builds the heap part of a snapshot. The work (copying the tables,
+/// grouping, symbolizing) runs under the guard, in leakscope's metadata
+/// memory; the result is then cloned out into the caller's memory.
+pub(crate) fn heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
+    let guarded = {
+        let _g = Guard::enter();
+        build_heap_snapshot(now, min_age)
+    };
+    let out = guarded.clone();
+    {
+        let _g = Guard::enter();
+        drop(guarded);
+    }
+    out
+}
+
+/// Live samples of one stack, summed.
+#[derive(Default)]
+struct LiveAgg {
+    objects: f64,
+    bytes: f64,
+    samples: u64,
+    oldest: u64,
+    ages: [f64; BUCKETS],
+    age_bytes: [f64; BUCKETS],
+    age_sum_secs: f64,
+}
+
+fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
+    let stats = heap_stats();
+    let min_age_ns = min_age.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    // Copy under the lock, work without it.
+    let (stacks, overflow, live) = {
+        let t = table::lock();
+        let stacks: Vec<(u32, Vec<usize>, table::Agg)> = t
+            .stacks
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.hash != 0)
+            .map(|(i, s)| (i as u32, s.ips[..usize::from(s.depth)].to_vec(), s.agg))
+            .collect();
+        let live: Vec<Live> = t.live.iter().filter(|e| e.addr != 0).copied().collect();
+        (stacks, t.overflow, live)
+    };
+    let mut by_stack: HashMap<u32, LiveAgg> = HashMap::new();
+    for e in &live {
+        let age = crate::clock::age_ns(now, e.birth);
+        if age < min_age_ns {
+            continue;
+        }
+        let a = by_stack.entry(e.stack).or_default();
+        let bytes = e.weight * e.size as f64;
+        a.objects += e.weight;
+        a.bytes += bytes;
+        a.samples += 1;
+        a.oldest = a.oldest.max(age);
+        let b = bucket_index(age);
+        a.ages[b] += e.weight;
+        a.age_bytes[b] += bytes;
+        a.age_sum_secs += e.weight * age as f64 / 1e9;
+    }
+    let mut sites = Vec::with_capacity(stacks.len() + 1);
+    let overflow_frames = vec![Frame::new("[leakscope: stack table full]", None, None)];
+    let all = stacks
+        .into_iter()
+        .map(|(id, ips, agg)| (id, Some(ips), agg))
+        .chain(core::iter::once((OVERFLOW_STACK, None, overflow)));
+    for (id, ips, agg) in all {
+        let la = by_stack.remove(&id);
+        if agg.alloc_objects == 0.0 && la.is_none() {
+            continue;
+        }
+        let frames = match ips {
+            Some(ips) => crate::stack::symbolize(&ips),
+            None => overflow_frames.clone(),
+        };
+        sites.push(make_site(frames, &agg, la.unwrap_or_default()));
+    }
+    sites.sort_by(|a, b| {
+        b.live_bytes
+            .cmp(&a.live_bytes)
+            .then(b.allocated_bytes.cmp(&a.allocated_bytes))
+    });
+    HeapSnapshot {
+        allocations: stats.allocations,
+        frees: stats.frees,
+        reallocs: stats.reallocs,
+        allocated_bytes: stats.allocated_bytes,
+        freed_bytes: stats.freed_bytes,
+        live_bytes: stats.live_bytes,
+        live_allocations: stats.live_allocations,
+        peak_live_bytes: stats.peak_live_bytes,
+        sample_rate: stats.sample_rate,
+        samples: stats.samples,
+        dropped_samples: stats.dropped_samples,
+        metadata_bytes: stats.metadata_bytes,
+        allocator_active: counters::totals().active,
+        sites,
+    }
+}
+
+fn round(x: f64) -> u64 {
+    if x.is_finite() && x > 0.0 {
+        x.round() as u64
+    } else {
+        0
+    }
+}
+
+fn make_site(frames: Vec<Frame>, agg: &table::Agg, la: LiveAgg) -> HeapSite {
+    let lifetimes: Vec<u64> = agg.lifetimes.iter().map(|&c| round(c)).collect();
+    let ages: Vec<u64> = la.ages.iter().map(|&c| round(c)).collect();
+    HeapSite {
+        frames,
+        live_bytes: round(la.bytes),
+        live_objects: round(la.objects),
+        allocated_bytes: round(agg.alloc_bytes),
+        allocated_objects: round(agg.alloc_objects),
+        live_samples: la.samples,
+        oldest_age: (la.samples > 0).then(|| Duration::from_nanos(la.oldest)),
+        lifetimes: Histogram::from_counts(&lifetimes, agg.lifetime_sum_secs),
+        live_ages: Histogram::from_counts(&ages, la.age_sum_secs),
+        live_bytes_by_age: la.age_bytes.iter().map(|&b| round(b)).collect(),
+    }
 }

@@ -1,0 +1,133 @@
+//! The calling thread's allocator state and the re-entrancy guard.
+//!
+//! Any leakscope code that can allocate while it is recording or reading its
+//! tables (stack interning, symbolization, snapshot building) runs inside a
+//! [`Guard`]. While a thread holds one, the tracking allocator sends that
+//! thread's allocations and frees straight to the inner allocator: not
+//! counted in the user's totals, never sampled, never recursing into the
+//! recording code. Their bytes are counted as leakscope's metadata instead.
+//!
+//! Invariant that keeps the totals exact: memory allocated under the guard is
+//! freed under the guard (leakscope's caches are never handed to users; what
+//! a snapshot returns is cloned out after the guard is released).
+//!
+//! The guard is one bit of the thread's `flags`, in the same
+//! `const`-initialised thread-local (no destructor, so readable during and
+//! after thread-local teardown) as the rest of the thread's allocator state,
+//! so the fast path tests a single byte: zero means "this thread owns a
+//! counter block, is not inside leakscope, and is not exiting".
+//!
+//! ```text
+//!  flags:  FRESH|SLOW ──first alloc──► 0 (owns a block)  ──exit hook──► EXITED|SLOW
+//!              │                                                          ▲
+//!              └──── pool empty ────► SLOW (shared block, atomic adds) ───┘
+//!  BUSY is or-ed in while a Guard is held, in any state.
+//! ```
+
+use core::cell::Cell;
+
+use super::counters::{Block, SHARED};
+
+/// Inside leakscope: allocations pass through uncounted.
+pub(crate) const BUSY: u8 = 1;
+/// Not on the fast path: counts go to the shared block with atomic adds.
+pub(crate) const SLOW: u8 = 2;
+/// No block taken yet.
+pub(crate) const FRESH: u8 = 4;
+/// The thread's exit hook ran.
+pub(crate) const EXITED: u8 = 8;
+
+/// The calling thread's allocator state.
+pub(crate) struct ThreadState {
+    pub(crate) flags: Cell<u8>,
+    pub(crate) block: Cell<&'static Block>,
+    /// Bytes left until the next slow-path visit (`min(sample_left,
+    /// PEAK_CHECK_BYTES)` when armed).
+    pub(crate) countdown: Cell<i64>,
+    /// What `countdown` was armed with.
+    pub(crate) armed: Cell<i64>,
+    /// Bytes left until the next sample.
+    pub(crate) sample_left: Cell<i64>,
+    /// Bytes allocated since the last peak check.
+    pub(crate) since_peak: Cell<i64>,
+    /// The sampler epoch the countdown was drawn under.
+    pub(crate) epoch: Cell<u64>,
+    /// The sampling generator's state.
+    pub(crate) rng: Cell<u64>,
+}
+
+thread_local! {
+    pub(crate) static STATE: ThreadState = const {
+        ThreadState {
+            flags: Cell::new(FRESH | SLOW),
+            block: Cell::new(&SHARED),
+            countdown: Cell::new(0),
+            armed: Cell::new(0),
+            sample_left: Cell::new(0),
+            since_peak: Cell::new(0),
+            epoch: Cell::new(0),
+            rng: Cell::new(0),
+        }
+    };
+}
+
+/// RAII re-entrancy guard: mandatory around any leakscope code that may
+/// allocate while touching leakscope's own tables or caches.
+#[derive(Debug)]
+#[must_use = "the guard is released when dropped"]
+pub(crate) struct Guard {
+    was_set: bool,
+}
+
+impl Guard {
+    /// Marks this thread as inside leakscope until the guard is dropped.
+    /// Nested guards are fine: only the outermost one clears the flag.
+    #[inline]
+    pub(crate) fn enter() -> Guard {
+        let was_set = STATE
+            .try_with(|t| {
+                let f = t.flags.get();
+                t.flags.set(f | BUSY);
+                f & BUSY != 0
+            })
+            .unwrap_or(true);
+        Guard { was_set }
+    }
+}
+
+impl Drop for Guard {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.was_set {
+            let _ = STATE.try_with(|t| t.flags.set(t.flags.get() & !BUSY));
+        }
+    }
+}
+
+/// Whether this thread is inside leakscope.
+#[inline]
+pub(crate) fn is_entered() -> bool {
+    STATE
+        .try_with(|t| t.flags.get() & BUSY != 0)
+        .unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nests_and_clears() {
+        assert!(!is_entered());
+        {
+            let _a = Guard::enter();
+            assert!(is_entered());
+            {
+                let _b = Guard::enter();
+                assert!(is_entered());
+            }
+            assert!(is_entered(), "inner guard must not clear the outer one");
+        }
+        assert!(!is_entered());
+    }
+}
