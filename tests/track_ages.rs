@@ -103,12 +103,13 @@ fn cohorts_conserve_under_racing_threads() {
             }
             n
         });
-        let workers: Vec<_> = (0..3u64)
+        // 10 threads: more than the 8 stripes, so some share one.
+        let workers: Vec<_> = (0..10u64)
             .map(|t| {
                 s.spawn(move || {
                     let mut keep = Vec::new();
                     let mut pending = Vec::new();
-                    for i in 0..30_000u64 {
+                    for i in 0..9_000u64 {
                         if i % 64 == 0 {
                             thread::yield_now(); // let the clock jump mid-run
                         }

@@ -130,6 +130,30 @@ fn init_clock() -> &'static ObjClock {
     })
 }
 
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+std::thread_local! {
+    /// This thread's stripe (`u8::MAX` until first use).
+    static STRIPE: core::cell::Cell<u8> = const { core::cell::Cell::new(u8::MAX) };
+}
+
+/// This thread's stripe, assigned round robin on first use (0 during
+/// thread-local teardown).
+#[inline]
+pub(crate) fn stripe() -> usize {
+    STRIPE
+        .try_with(|s| {
+            let v = s.get();
+            if v != u8::MAX {
+                return usize::from(v);
+            }
+            let n = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % site::STRIPES;
+            s.set(n as u8);
+            n
+        })
+        .unwrap_or(0)
+}
+
 /// The coarse clock's last tick (without the test offset); 0 = precise
 /// clock in use.
 static COARSE_NS: AtomicU64 = AtomicU64::new(0);
@@ -215,7 +239,7 @@ fn precise_ns() -> u64 {
 /// suspicion).
 pub(crate) fn read_site(ts: &site::TypeState, now: u64) -> (ObjectSite, Vec<(u64, u64)>) {
     let meta = &ts.site.meta;
-    let lifetimes = ts.lifetimes.load();
+    let lifetimes = ts.lifetimes();
     let dropped = lifetimes.count();
     let mut live_ages = Histogram::empty();
     let mut cohorts: Vec<(u64, u64)> = Vec::new();
