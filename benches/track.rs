@@ -5,6 +5,9 @@
 //! - `arc_clone_drop`: `Arc::clone` + drop (baseline) vs `TrackedArc::clone`
 //!   + drop, on one thread and on 2 threads cloning one object.
 //!
+//! - `create_drop_coarse_clock`: the same after
+//!   `objects::use_coarse_clock(1 ms)` (runs last: the switch is global).
+//!
 //! The 2-thread cases report the time per operation *per thread* (each
 //! thread runs `iters` operations; the wall time is divided by `iters`).
 
@@ -93,5 +96,36 @@ fn arc_clone_drop(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, create_drop, arc_clone_drop);
+/// Last: switches the process to the coarse clock for good.
+fn create_drop_coarse_clock(c: &mut Criterion) {
+    leakscope::objects::use_coarse_clock(Duration::from_millis(1)).expect("ticker thread");
+    let mut g = c.benchmark_group("create_drop_coarse_clock");
+    g.bench_function("box", |b| {
+        b.iter(|| drop(black_box(Box::new(black_box(7u64)))))
+    });
+    g.bench_function("track", |b| {
+        b.iter(|| drop(black_box(tracked_box(black_box(7)))))
+    });
+    g.bench_function("track_2_threads_one_site", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, |n| {
+                for _ in 0..n {
+                    drop(black_box(tracked_box(black_box(7))));
+                }
+            })
+        })
+    });
+    g.bench_function("tracked_arc", |b| {
+        let tarc: TrackedArc<u64> = track_arc!(7u64);
+        b.iter(|| drop(black_box(tarc.clone())))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    create_drop,
+    arc_clone_drop,
+    create_drop_coarse_clock
+);
 criterion_main!(benches);

@@ -32,6 +32,7 @@ fn passes_on_clean_code() {
     let check = LeakCheck::new();
     let a = shared_site(1);
     let b = a.clone();
+    assert_eq!(b.0, 1);
     let arc = track_arc!(Conn(2), "clean-arc");
     let arc2 = arc.clone();
     thread::spawn(move || drop(arc2)).join().unwrap();

@@ -101,13 +101,18 @@ fn cohorts_conserve_under_racing_threads() {
                 n += 1;
                 thread::yield_now();
             }
+            n
         });
-        let workers: Vec<_> = (0..3u64)
+        // 10 threads: more than the 8 stripes, so some share one.
+        let workers: Vec<_> = (0..10u64)
             .map(|t| {
                 s.spawn(move || {
                     let mut keep = Vec::new();
                     let mut pending = Vec::new();
-                    for i in 0..30_000u64 {
+                    for i in 0..9_000u64 {
+                        if i % 64 == 0 {
+                            thread::yield_now(); // let the clock jump mid-run
+                        }
                         let o = make(t * 100_000 + i);
                         if i % 97 == 0 {
                             keep.push(o);
@@ -124,7 +129,8 @@ fn cohorts_conserve_under_racing_threads() {
             .collect();
         let kept = workers.into_iter().map(|w| w.join().unwrap()).collect();
         stop.store(true, Ordering::Relaxed);
-        ticker.join().unwrap();
+        let ticks = ticker.join().unwrap();
+        eprintln!("clock jumps during the race: {ticks}");
         kept
     });
     let n_kept: u64 = kept.iter().map(|k| k.len() as u64).sum();

@@ -67,9 +67,19 @@ pub(crate) const fn shift(level: usize) -> u32 {
     BASE_SHIFT + LEVEL_SHIFT * level as u32
 }
 
+/// One level's slots, on their own cache lines.
+#[repr(align(64))]
+struct Row([AtomicU64; SLOTS]);
+
 /// Per-birth-time live counters (see the module docs).
-pub(crate) struct Cohorts {
-    slots: [[AtomicU64; SLOTS]; LEVELS],
+///
+/// Level 0 has `S` *stripes*: each thread counts its objects in its own
+/// stripe (the object remembers which), so threads creating and dropping at
+/// one site in the same epoch do not share a cache line. Moves carry level-0
+/// counts into the shared levels above, which see one move per slot per lap.
+pub(crate) struct Cohorts<const S: usize> {
+    first: [Row; S],
+    upper: [Row; LEVELS - 1],
     ancient: AtomicI64,
 }
 
@@ -82,32 +92,41 @@ pub(crate) struct Cohort {
     pub(crate) count: u64,
 }
 
-impl Cohorts {
+impl<const S: usize> Cohorts<S> {
     /// All slots empty (lap 0, count 0).
     #[allow(clippy::declare_interior_mutable_const)]
     pub(crate) const fn new() -> Self {
         const Z: AtomicU64 = AtomicU64::new(0);
-        const ROW: [AtomicU64; SLOTS] = [Z; SLOTS];
+        const ROW: Row = Row([Z; SLOTS]);
         Cohorts {
-            slots: [ROW; LEVELS],
+            first: [ROW; S],
+            upper: [ROW; LEVELS - 1],
             ancient: AtomicI64::new(0),
         }
     }
 
-    /// Counts one object born at `birth_ns`.
     #[inline]
-    pub(crate) fn inc(&self, birth_ns: u64) {
-        self.add(0, birth_ns >> BASE_SHIFT, 1);
+    fn row(&self, level: usize, stripe: usize) -> &Row {
+        match level {
+            0 => &self.first[stripe % S],
+            l => &self.upper[l - 1],
+        }
     }
 
-    /// Uncounts one object born at `birth_ns`.
+    /// Counts one object born at `birth_ns` in level-0 stripe `stripe`.
     #[inline]
-    pub(crate) fn dec(&self, birth_ns: u64) {
-        self.add(0, birth_ns >> BASE_SHIFT, -1);
+    pub(crate) fn inc(&self, birth_ns: u64, stripe: usize) {
+        self.add(0, birth_ns >> BASE_SHIFT, 1, stripe);
+    }
+
+    /// Uncounts one object born at `birth_ns`, counted in `stripe`.
+    #[inline]
+    pub(crate) fn dec(&self, birth_ns: u64, stripe: usize) {
+        self.add(0, birth_ns >> BASE_SHIFT, -1, stripe);
     }
 
     /// Adds `n` to the chain of epoch `e` (at `level`) or its ancestors.
-    fn add(&self, mut level: usize, mut e: u64, n: i32) {
+    fn add(&self, mut level: usize, mut e: u64, n: i32, stripe: usize) {
         loop {
             if level >= LEVELS {
                 self.ancient.fetch_add(i64::from(n), Ordering::Relaxed);
@@ -115,7 +134,7 @@ impl Cohorts {
             }
             let idx = (e % SLOTS as u64) as usize;
             let lap = (e / SLOTS as u64) as u32;
-            let slot = &self.slots[level][idx];
+            let slot = &self.row(level, stripe).0[idx];
             let mut cur = slot.load(Ordering::Relaxed);
             loop {
                 let (tag, count) = unpack(cur);
@@ -151,7 +170,7 @@ impl Cohorts {
                             let behind = u64::from(lap.wrapping_sub(tag));
                             let old_lap = (e / SLOTS as u64).wrapping_sub(behind);
                             let old_e = old_lap.wrapping_mul(SLOTS as u64) + idx as u64;
-                            self.add(level + 1, old_e >> LEVEL_SHIFT, count);
+                            self.add(level + 1, old_e >> LEVEL_SHIFT, count, stripe);
                         }
                         return;
                     }
@@ -167,11 +186,16 @@ impl Cohorts {
     /// `now_ns`. Returns the signed total (the live count).
     pub(crate) fn read(&self, now_ns: u64, mut f: impl FnMut(Cohort)) -> i64 {
         let mut total: i64 = 0;
-        for (level, row) in self.slots.iter().enumerate() {
+        let rows = self
+            .first
+            .iter()
+            .map(|r| (0, r))
+            .chain(self.upper.iter().enumerate().map(|(l, r)| (l + 1, r)));
+        for (level, row) in rows {
             let sh = shift(level);
             let now_e = now_ns >> sh;
             let now_lap = (now_e / SLOTS as u64) as u32;
-            for (idx, slot) in row.iter().enumerate() {
+            for (idx, slot) in row.0.iter().enumerate() {
                 let (tag, count) = unpack(slot.load(Ordering::Relaxed));
                 if count == 0 {
                     continue;
@@ -215,7 +239,7 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
-    fn live(c: &Cohorts, now: u64) -> (i64, Vec<Cohort>) {
+    fn live(c: &Cohorts<2>, now: u64) -> (i64, Vec<Cohort>) {
         let mut v = Vec::new();
         let t = c.read(now, |x| v.push(x));
         (t, v)
@@ -223,10 +247,10 @@ mod tests {
 
     #[test]
     fn young_objects_stay_exact() {
-        let c = Cohorts::new();
+        let c = Cohorts::<2>::new();
         let t0 = 1u64 << 40;
-        c.inc(t0);
-        c.inc(t0 + 10 * MS);
+        c.inc(t0, 0);
+        c.inc(t0 + 10 * MS, 1);
         let (n, v) = live(&c, t0 + 20 * MS);
         assert_eq!(n, 2);
         let oldest = v.iter().map(|x| x.age_ns).max().unwrap();
@@ -234,28 +258,28 @@ mod tests {
             (20 * MS..=20 * MS + (1 << BASE_SHIFT)).contains(&oldest),
             "{oldest}"
         );
-        c.dec(t0);
-        c.dec(t0 + 10 * MS);
+        c.dec(t0, 0);
+        c.dec(t0 + 10 * MS, 1);
         assert_eq!(live(&c, t0 + 20 * MS).0, 0);
         assert!(live(&c, t0 + 20 * MS).1.is_empty());
     }
 
     #[test]
     fn moved_counts_keep_bounded_age_and_drop_exactly() {
-        let c = Cohorts::new();
+        let c = Cohorts::<2>::new();
         let t0 = 1u64 << 45;
-        c.inc(t0);
+        c.inc(t0, 0);
         // Many later creations in every level-0 slot push it up the levels.
         let hour = 3_600_000 * MS;
         let mut t = t0;
         let mut births = Vec::new();
         while t < t0 + hour {
             t += 1 << BASE_SHIFT;
-            c.inc(t);
+            c.inc(t, 0);
             births.push(t);
         }
         for b in &births {
-            c.dec(*b);
+            c.dec(*b, 0);
         }
         let (n, v) = live(&c, t);
         assert_eq!(n, 1);
@@ -267,25 +291,40 @@ mod tests {
             (age - true_age) as f64 <= true_age as f64 / 7.875,
             "{age} vs {true_age}"
         );
-        c.dec(t0);
+        c.dec(t0, 0);
         let (n, v) = live(&c, t);
         assert_eq!(n, 0);
         assert!(v.is_empty(), "{v:?}");
     }
 
     #[test]
-    fn drop_before_move_cancels() {
-        let c = Cohorts::new();
+    fn a_drop_that_overtakes_the_move_cancels_out() {
+        let c = Cohorts::<2>::new();
         let t0 = 5u64 << 30;
-        c.inc(t0);
-        // A drop that finds level 0 retagged before the move: simulate by
-        // retagging through a create one lap later, then dropping.
+        let e0 = t0 >> BASE_SHIFT;
+        c.inc(t0, 0);
+        // A creator one lap later wins the level-0 CAS (its object counted
+        // there) but has not carried the old count up yet.
         let later = t0 + ((SLOTS as u64) << BASE_SHIFT);
-        c.inc(later);
-        c.dec(t0);
-        c.dec(later);
+        let slot = &c.first[0].0[(e0 % SLOTS as u64) as usize];
+        let (tag, count) = unpack(slot.load(Ordering::Relaxed));
+        assert_eq!(count, 1);
+        slot.store(pack(tag + 1, 1), Ordering::Relaxed);
+        // The old object is dropped now: its -1 goes one level up.
+        c.dec(t0, 0);
+        let (n, v) = live(&c, later);
+        assert_eq!(n, 0, "in flight: +1 moving, -1 landed");
+        assert_eq!(v.len(), 1, "only the new object shows: {v:?}");
+        // The carry lands on the same chain and cancels the -1.
+        c.add(1, e0 >> LEVEL_SHIFT, count, 0);
+        c.dec(later, 0);
         let (n, v) = live(&c, later);
         assert_eq!(n, 0);
-        assert!(v.is_empty(), "{v:?}");
+        assert!(v.is_empty(), "no ghost: {v:?}");
+        for row in c.first.iter().chain(c.upper.iter()) {
+            for s in &row.0 {
+                assert_eq!(unpack(s.load(Ordering::Relaxed)).1, 0);
+            }
+        }
     }
 }

@@ -62,7 +62,7 @@ fn hold(header: &Header, loc: &'static Location<'static>) -> (&'static HolderRec
         None => unreachable_holders(),
     };
     let now = super::now_ns();
-    holder.cohorts.inc(now);
+    holder.cohorts.inc(now, 0);
     (holder, now)
 }
 
@@ -84,10 +84,7 @@ impl<T> TrackedArc<T> {
     pub(crate) fn from_parts(value: T, header: Header) -> Self {
         let (holder, since_ns) = hold(&header, Location::caller());
         TrackedArc {
-            inner: Arc::new(Shared {
-                value,
-                header: header,
-            }),
+            inner: Arc::new(Shared { value, header }),
             holder,
             since_ns,
         }
@@ -156,7 +153,7 @@ impl<T> Clone for TrackedArc<T> {
 impl<T> Drop for TrackedArc<T> {
     #[inline]
     fn drop(&mut self) {
-        self.holder.cohorts.dec(self.since_ns);
+        self.holder.cohorts.dec(self.since_ns, 0);
     }
 }
 

@@ -5,14 +5,19 @@ use core::ops::{Deref, DerefMut};
 
 use super::labels::NO_LABEL;
 use super::scope::{self, Mark};
-use super::site::TypeState;
+use super::site::{TypeState, STRIPES};
 
-/// What every tracked object carries: its site, its birth time, its label
-/// and its leak-check mark. 24 bytes on 64-bit targets. Dropping it counts
-/// the object as dropped.
+const STRIPE_MASK: u64 = STRIPES as u64 - 1;
+const _: () = assert!(STRIPES.is_power_of_two() && STRIPES <= 8);
+
+/// What every tracked object carries: its site, its birth time and stripe,
+/// its label and its leak-check mark. 24 bytes on 64-bit targets. Dropping
+/// it counts the object as dropped.
 pub(crate) struct Header {
     pub(crate) ts: &'static TypeState,
-    pub(crate) birth_ns: u64,
+    /// Birth time in ns with the low 3 bits replaced by the stripe the
+    /// object was counted in (8 ns of resolution traded for no extra field).
+    stamp: u64,
     pub(crate) label: u16,
     // `Mark`'s fields, flattened so the header packs into 24 bytes.
     mark_ix: u16,
@@ -29,12 +34,13 @@ impl Header {
     /// Counts a new object whose label index was already counted.
     #[inline]
     pub(crate) fn with_label(ts: &'static TypeState, label: u16) -> Self {
-        let birth_ns = super::now_ns();
-        ts.cohorts.inc(birth_ns);
+        let stripe = super::stripe();
+        let stamp = (super::now_ns() & !STRIPE_MASK) | stripe as u64;
+        ts.cohorts.inc(stamp, stripe);
         let mark = scope::enter_object(ts);
         Header {
             ts,
-            birth_ns,
+            stamp,
             label,
             mark_ix: mark.ix,
             mark_gen: mark.gen,
@@ -64,9 +70,10 @@ impl Drop for Header {
     fn drop(&mut self) {
         let now = super::now_ns();
         let ts = self.ts;
-        ts.lifetimes
-            .record_ns(crate::clock::age_ns(now, self.birth_ns));
-        ts.cohorts.dec(self.birth_ns);
+        let stripe = (self.stamp & STRIPE_MASK) as usize;
+        let birth = self.stamp & !STRIPE_MASK;
+        ts.record_lifetime(crate::clock::age_ns(now, birth), stripe);
+        ts.cohorts.dec(self.stamp, stripe);
         if self.label != NO_LABEL {
             if let Some(t) = &ts.labels {
                 t.dec_index(self.label);
