@@ -12,12 +12,13 @@ use criterion::Criterion;
 pub const CHURN_OPS: usize = 1000;
 
 /// Small alloc/free churn: a ring of 64 live buffers, each iteration
-/// replaces one with a new buffer of 16–256 bytes.
+/// replaces one with a new, initialised buffer of 16–256 bytes (the old one
+/// is freed).
 pub fn churn(ring: &mut [Option<Vec<u8>>; 64], ops: usize, salt: usize) {
     for i in 0..ops {
         let size = 16 + (i.wrapping_mul(37).wrapping_add(salt)) % 241;
         let slot = (i.wrapping_mul(13).wrapping_add(salt)) % 64;
-        ring[slot] = Some(black_box(Vec::with_capacity(size)));
+        ring[slot] = Some(black_box(vec![salt as u8; size]));
     }
 }
 

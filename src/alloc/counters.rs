@@ -11,6 +11,9 @@
 //! step that could race with a reader, and the pool bounds the memory a
 //! service with a dynamic thread pool can make us use.
 //!
+//! Peak live bytes are read from the same blocks by [`check_peak`], which
+//! each thread's slow path calls every [`PEAK_CHECK_BYTES`] it allocates.
+//!
 //! ```text
 //!  thread state:  FRESH ──first alloc──► ACTIVE(block) ──TLS teardown──► EXITED
 //!                   │                        ▲                              │
@@ -21,15 +24,14 @@
 //! thread-local destructors ran, count into one shared block with atomic
 //! `fetch_add`: still exact, only slower.
 
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Number of per-thread blocks (threads alive at once beyond this share one
 /// atomic block).
 pub(crate) const MAX_BLOCKS: usize = 1024;
 
-/// Net live bytes a thread may accumulate before publishing them to the
-/// global live counter used for the peak (see [`Block::add_live`]).
-pub(crate) const PEAK_FLUSH_BYTES: i64 = 256 * 1024;
+/// Bytes a thread allocates between two peak checks ([`check_peak`]).
+pub(crate) const PEAK_CHECK_BYTES: i64 = 256 * 1024;
 
 /// One thread's counters.
 #[repr(align(128))]
@@ -41,8 +43,6 @@ pub(crate) struct Block {
     pub(crate) reallocs: AtomicU64,
     pub(crate) alloc_bytes: AtomicU64,
     pub(crate) freed_bytes: AtomicU64,
-    /// Net bytes not yet published to [`GLOBAL_LIVE`] (owner-only).
-    unflushed: AtomicI64,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -53,7 +53,6 @@ const EMPTY_BLOCK: Block = Block {
     reallocs: AtomicU64::new(0),
     alloc_bytes: AtomicU64::new(0),
     freed_bytes: AtomicU64::new(0),
-    unflushed: AtomicI64::new(0),
 };
 
 static BLOCKS: [Block; MAX_BLOCKS] = [EMPTY_BLOCK; MAX_BLOCKS];
@@ -64,9 +63,7 @@ pub(crate) static SHARED: Block = EMPTY_BLOCK;
 /// Set once anything was counted: the allocator is installed and in use.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
-/// Sum of published net live bytes (approximate live bytes, for the peak).
-static GLOBAL_LIVE: AtomicI64 = AtomicI64::new(0);
-/// Highest value [`GLOBAL_LIVE`] (or an exact reading) ever reached.
+/// Highest live-bytes reading ever taken.
 static PEAK: AtomicU64 = AtomicU64::new(0);
 
 /// Adds `n` to a counter only this thread writes: load + store, no RMW.
@@ -76,82 +73,65 @@ fn bump(c: &AtomicU64, n: u64) {
 }
 
 impl Block {
-    /// Counts an allocation of `size` bytes. `owned` says whether the caller
-    /// is this block's only writer (else atomic adds are used).
+    /// Counts an allocation of `size` bytes on the owner's block: plain
+    /// load + store, no `lock` prefix.
     #[inline(always)]
-    pub(crate) fn on_alloc(&self, size: u64, owned: bool) {
-        if owned {
-            bump(&self.allocs, 1);
-            bump(&self.alloc_bytes, size);
-        } else {
-            self.allocs.fetch_add(1, Ordering::Relaxed);
-            self.alloc_bytes.fetch_add(size, Ordering::Relaxed);
-        }
-        self.add_live(size as i64, owned);
+    pub(crate) fn on_alloc(&self, size: u64) {
+        bump(&self.allocs, 1);
+        bump(&self.alloc_bytes, size);
     }
 
-    /// Counts a free of `size` bytes.
+    /// Counts a free of `size` bytes on the owner's block.
     #[inline(always)]
-    pub(crate) fn on_free(&self, size: u64, owned: bool) {
-        if owned {
-            bump(&self.frees, 1);
-            bump(&self.freed_bytes, size);
-        } else {
-            self.frees.fetch_add(1, Ordering::Relaxed);
-            self.freed_bytes.fetch_add(size, Ordering::Relaxed);
-        }
-        self.add_live(-(size as i64), owned);
+    pub(crate) fn on_free(&self, size: u64) {
+        bump(&self.frees, 1);
+        bump(&self.freed_bytes, size);
     }
 
-    /// Counts a realloc from `old` to `new` bytes.
+    /// Counts a realloc from `old` to `new` bytes on the owner's block.
     #[inline(always)]
-    pub(crate) fn on_realloc(&self, old: u64, new: u64, owned: bool) {
-        if owned {
-            bump(&self.reallocs, 1);
-            bump(&self.alloc_bytes, new);
-            bump(&self.freed_bytes, old);
-        } else {
-            self.reallocs.fetch_add(1, Ordering::Relaxed);
-            self.alloc_bytes.fetch_add(new, Ordering::Relaxed);
-            self.freed_bytes.fetch_add(old, Ordering::Relaxed);
-        }
-        self.add_live(new as i64 - old as i64, owned);
+    pub(crate) fn on_realloc(&self, old: u64, new: u64) {
+        bump(&self.reallocs, 1);
+        bump(&self.alloc_bytes, new);
+        bump(&self.freed_bytes, old);
     }
 
-    /// Tracks net live bytes for the peak: accumulated privately and
-    /// published to the shared counter only once they exceed
-    /// ±[`PEAK_FLUSH_BYTES`], so small alloc/free churn never touches a shared
-    /// cache line.
-    #[inline(always)]
-    fn add_live(&self, delta: i64, owned: bool) {
-        if !owned {
-            publish_live(delta);
-            return;
-        }
-        let u = self.unflushed.load(Ordering::Relaxed).wrapping_add(delta);
-        if (-PEAK_FLUSH_BYTES..=PEAK_FLUSH_BYTES).contains(&u) {
-            self.unflushed.store(u, Ordering::Relaxed);
-        } else {
-            self.unflushed.store(0, Ordering::Relaxed);
-            publish_live(u);
-        }
+    /// Counts an allocation on a block shared between threads.
+    pub(crate) fn on_alloc_shared(&self, size: u64) {
+        self.allocs.fetch_add(1, Ordering::Relaxed);
+        self.alloc_bytes.fetch_add(size, Ordering::Relaxed);
     }
 
-    /// Publishes whatever net live bytes this block holds (thread exit).
-    pub(crate) fn flush(&self) {
-        let u = self.unflushed.swap(0, Ordering::Relaxed);
-        if u != 0 {
-            publish_live(u);
-        }
+    /// Counts a free on a block shared between threads.
+    pub(crate) fn on_free_shared(&self, size: u64) {
+        self.frees.fetch_add(1, Ordering::Relaxed);
+        self.freed_bytes.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// Counts a realloc on a block shared between threads.
+    pub(crate) fn on_realloc_shared(&self, old: u64, new: u64) {
+        self.reallocs.fetch_add(1, Ordering::Relaxed);
+        self.alloc_bytes.fetch_add(new, Ordering::Relaxed);
+        self.freed_bytes.fetch_add(old, Ordering::Relaxed);
     }
 }
 
+/// Reads the live bytes (a racy sum of all blocks) and raises the peak.
+/// Called from the slow path every [`PEAK_CHECK_BYTES`] a thread allocates,
+/// so the reported peak misses the true one by at most
+/// `threads × PEAK_CHECK_BYTES`, and never overstates it by more than the
+/// racy sum's skew.
 #[cold]
-fn publish_live(delta: i64) {
-    let now = GLOBAL_LIVE.fetch_add(delta, Ordering::Relaxed) + delta;
-    if now > 0 {
-        PEAK.fetch_max(now as u64, Ordering::Relaxed);
+pub(crate) fn check_peak() -> u64 {
+    let high = HIGH.load(Ordering::Acquire).min(MAX_BLOCKS);
+    let (mut a, mut f) = (0u64, 0u64);
+    for b in BLOCKS[..high].iter().chain(core::iter::once(&SHARED)) {
+        a = a.wrapping_add(b.alloc_bytes.load(Ordering::Relaxed));
+        f = f.wrapping_add(b.freed_bytes.load(Ordering::Relaxed));
     }
+    let live = a.saturating_sub(f);
+    PEAK.fetch_max(live, Ordering::Relaxed);
+    live
 }
 
 /// Takes a free block from the pool, or `None` when all are in use.
@@ -177,7 +157,6 @@ pub(crate) fn high_water() -> usize {
 
 /// Returns a block to the pool (its counts stay in the sums).
 pub(crate) fn release(b: &'static Block) {
-    b.flush();
     b.in_use.store(false, Ordering::Release);
 }
 
@@ -232,11 +211,11 @@ mod tests {
     fn owned_and_shared_counting_sum() {
         let b = acquire().expect("pool has free blocks in a fresh test process");
         let before = totals();
-        b.on_alloc(100, true);
-        b.on_alloc(50, true);
-        b.on_free(100, true);
-        b.on_realloc(50, 80, true);
-        SHARED.on_alloc(7, false);
+        b.on_alloc(100);
+        b.on_alloc(50);
+        b.on_free(100);
+        b.on_realloc(50, 80);
+        SHARED.on_alloc_shared(7);
         let after = totals();
         assert_eq!(after.allocs - before.allocs, 3);
         assert_eq!(after.frees - before.frees, 1);
@@ -247,11 +226,12 @@ mod tests {
         release(b);
         assert_eq!(totals().allocs, after.allocs);
 
-        // Large growth is published at once, so the peak sees it.
+        // A peak check sees live growth.
         let b = acquire().expect("free block");
-        b.on_alloc(10 << 20, true);
+        b.on_alloc(10 << 20);
+        assert!(check_peak() >= 10 << 20);
         assert!(PEAK.load(Ordering::Relaxed) >= 10 << 20);
-        b.on_free(10 << 20, true);
+        b.on_free(10 << 20);
         release(b);
     }
 }

@@ -1,4 +1,4 @@
-//! The re-entrancy guard.
+//! The calling thread's allocator state and the re-entrancy guard.
 //!
 //! Any leakscope code that can allocate while it is recording or reading its
 //! tables (stack interning, symbolization, snapshot building) runs inside a
@@ -11,13 +11,64 @@
 //! freed under the guard (leakscope's caches are never handed to users; what
 //! a snapshot returns is cloned out after the guard is released).
 //!
-//! The flag is a `const`-initialised `Cell<bool>` in a thread-local with no
-//! destructor, so it is readable during and after thread-local teardown.
+//! The guard is one bit of the thread's `flags`, in the same
+//! `const`-initialised thread-local (no destructor, so readable during and
+//! after thread-local teardown) as the rest of the thread's allocator state,
+//! so the fast path tests a single byte: zero means "this thread owns a
+//! counter block, is not inside leakscope, and is not exiting".
+//!
+//! ```text
+//!  flags:  FRESH|SLOW ──first alloc──► 0 (owns a block)  ──exit hook──► EXITED|SLOW
+//!              │                                                          ▲
+//!              └──── pool empty ────► SLOW (shared block, atomic adds) ───┘
+//!  BUSY is or-ed in while a Guard is held, in any state.
+//! ```
 
 use core::cell::Cell;
 
+use super::counters::{Block, SHARED};
+
+/// Inside leakscope: allocations pass through uncounted.
+pub(crate) const BUSY: u8 = 1;
+/// Not on the fast path: counts go to the shared block with atomic adds.
+pub(crate) const SLOW: u8 = 2;
+/// No block taken yet.
+pub(crate) const FRESH: u8 = 4;
+/// The thread's exit hook ran.
+pub(crate) const EXITED: u8 = 8;
+
+/// The calling thread's allocator state.
+pub(crate) struct ThreadState {
+    pub(crate) flags: Cell<u8>,
+    pub(crate) block: Cell<&'static Block>,
+    /// Bytes left until the next slow-path visit (`min(sample_left,
+    /// PEAK_CHECK_BYTES)` when armed).
+    pub(crate) countdown: Cell<i64>,
+    /// What `countdown` was armed with.
+    pub(crate) armed: Cell<i64>,
+    /// Bytes left until the next sample.
+    pub(crate) sample_left: Cell<i64>,
+    /// Bytes allocated since the last peak check.
+    pub(crate) since_peak: Cell<i64>,
+    /// The sampler epoch the countdown was drawn under.
+    pub(crate) epoch: Cell<u64>,
+    /// The sampling generator's state.
+    pub(crate) rng: Cell<u64>,
+}
+
 thread_local! {
-    static IN_LEAKSCOPE: Cell<bool> = const { Cell::new(false) };
+    pub(crate) static STATE: ThreadState = const {
+        ThreadState {
+            flags: Cell::new(FRESH | SLOW),
+            block: Cell::new(&SHARED),
+            countdown: Cell::new(0),
+            armed: Cell::new(0),
+            sample_left: Cell::new(0),
+            since_peak: Cell::new(0),
+            epoch: Cell::new(0),
+            rng: Cell::new(0),
+        }
+    };
 }
 
 /// RAII re-entrancy guard: mandatory around any leakscope code that may
@@ -33,7 +84,13 @@ impl Guard {
     /// Nested guards are fine: only the outermost one clears the flag.
     #[inline]
     pub(crate) fn enter() -> Guard {
-        let was_set = IN_LEAKSCOPE.try_with(|f| f.replace(true)).unwrap_or(true);
+        let was_set = STATE
+            .try_with(|t| {
+                let f = t.flags.get();
+                t.flags.set(f | BUSY);
+                f & BUSY != 0
+            })
+            .unwrap_or(true);
         Guard { was_set }
     }
 }
@@ -42,16 +99,17 @@ impl Drop for Guard {
     #[inline]
     fn drop(&mut self) {
         if !self.was_set {
-            let _ = IN_LEAKSCOPE.try_with(|f| f.set(false));
+            let _ = STATE.try_with(|t| t.flags.set(t.flags.get() & !BUSY));
         }
     }
 }
 
-/// Whether this thread is inside leakscope (or its thread-locals are gone, in
-/// which case nothing is recorded).
+/// Whether this thread is inside leakscope.
 #[inline]
 pub(crate) fn is_entered() -> bool {
-    IN_LEAKSCOPE.try_with(|f| f.get()).unwrap_or(true)
+    STATE
+        .try_with(|t| t.flags.get() & BUSY != 0)
+        .unwrap_or(true)
 }
 
 #[cfg(test)]

@@ -41,7 +41,6 @@ mod sampler;
 pub(crate) mod table;
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::Cell;
 use core::sync::atomic::{AtomicI64, Ordering};
 use core::time::Duration;
 use std::alloc::System;
@@ -51,7 +50,8 @@ pub use self::sampler::{sample_rate, set_sample_rate, set_sample_seed, DEFAULT_S
 
 use self::counters::{Block, SHARED};
 use self::guard::Guard;
-use self::sampler::{current_rate, weight, Sampler, EPOCH};
+use self::guard::{ThreadState, BUSY, EXITED, FRESH, SLOW, STATE};
+use self::sampler::{current_rate, weight, EPOCH};
 use self::table::{Live, MAX_FRAMES, OVERFLOW_STACK};
 use crate::histogram::{bucket_index, Histogram, BUCKETS};
 use crate::snapshot::{Frame, HeapSite, HeapSnapshot, HeapStats};
@@ -170,33 +170,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
 }
 
 // ---------------------------------------------------------------------------
-// Per-thread state.
-
-const FRESH: u8 = 0;
-const ACTIVE: u8 = 1;
-const EXITED: u8 = 2;
-
-/// The calling thread's allocator state. `const`-initialised and without a
-/// destructor, so it is usable at any point of the thread's life, including
-/// during and after thread-local teardown.
-struct ThreadState {
-    status: Cell<u8>,
-    block: Cell<&'static Block>,
-    /// Whether `block` is this thread's own (plain stores) or the shared
-    /// block (atomic adds).
-    owned: Cell<bool>,
-    sampler: Cell<Sampler>,
-}
+// Per-thread state (see `guard.rs` for the flags' state machine).
 
 thread_local! {
-    static STATE: ThreadState = const {
-        ThreadState {
-            status: Cell::new(FRESH),
-            block: Cell::new(&SHARED),
-            owned: Cell::new(false),
-            sampler: Cell::new(Sampler::new()),
-        }
-    };
     /// Returns the thread's counter block to the pool when the thread exits.
     static EXIT_HOOK: ExitHook = const { ExitHook };
 }
@@ -206,135 +182,166 @@ struct ExitHook;
 impl Drop for ExitHook {
     fn drop(&mut self) {
         let _ = STATE.try_with(|t| {
-            if t.owned.get() {
+            let f = t.flags.get();
+            if f & SLOW == 0 {
                 counters::release(t.block.get());
             }
             t.block.set(&SHARED);
-            t.owned.set(false);
-            t.status.set(EXITED);
+            t.flags.set((f & BUSY) | SLOW | EXITED);
         });
     }
 }
 
+/// Takes a counter block for a thread's first allocation.
 #[cold]
 #[inline(never)]
 fn init_thread(t: &ThreadState) {
     // Registering the exit hook may allocate (thread-local destructor list).
     let _g = Guard::enter();
     counters::mark_active();
+    let keep = t.flags.get() & BUSY;
     if EXIT_HOOK.try_with(|_| ()).is_err() {
         // Thread-local teardown has begun: count into the shared block.
-        t.status.set(EXITED);
+        t.flags.set(keep | SLOW | EXITED);
         return;
     }
     match counters::acquire() {
         Some(b) => {
             t.block.set(b);
-            t.owned.set(true);
+            t.flags.set(keep);
         }
-        None => {
-            t.block.set(&SHARED);
-            t.owned.set(false);
-        }
+        None => t.flags.set(keep | SLOW),
     }
-    t.status.set(ACTIVE);
 }
 
 /// leakscope's own live bytes allocated under the guard (metadata).
 static META_LIVE: AtomicI64 = AtomicI64::new(0);
 
-/// Runs `f` with the calling thread's state, or returns `None` when it is
-/// inside leakscope (guarded) or its thread-locals are unusable.
-#[inline(always)]
-fn with_state<R>(f: impl FnOnce(&ThreadState) -> R) -> Option<R> {
-    STATE
-        .try_with(|t| {
-            if t.status.get() == FRESH {
-                init_thread(t);
-            }
-            f(t)
-        })
-        .ok()
-}
-
 /// Subtracts `size` from the countdown; `true` when this allocation is sampled.
 #[inline(always)]
 fn should_sample(t: &ThreadState, size: usize) -> bool {
-    let mut s = t.sampler.get();
-    let c = s.countdown.wrapping_sub(size as i64);
-    if c >= 0 && s.epoch == EPOCH.load(Ordering::Relaxed) {
-        s.countdown = c;
-        t.sampler.set(s);
+    let c = t.countdown.get().wrapping_sub(size as i64);
+    if c >= 0 && t.epoch.get() == EPOCH.load(Ordering::Relaxed) {
+        t.countdown.set(c);
         return false;
     }
     sample_decision_slow(t, size)
 }
 
+/// The slow path of the countdown: decides whether this allocation is
+/// sampled, checks the peak every `PEAK_CHECK_BYTES`, and re-arms.
 #[cold]
 #[inline(never)]
 fn sample_decision_slow(t: &ThreadState, size: usize) -> bool {
-    let mut s = t.sampler.get();
+    let size = size as i64;
     let epoch = EPOCH.load(Ordering::Acquire);
-    if s.epoch != epoch {
+    let rate = current_rate();
+    let mut rng = t.rng.get();
+    // Bytes allocated since the countdown was armed, this one included.
+    let consumed = t
+        .armed
+        .get()
+        .wrapping_sub(t.countdown.get())
+        .wrapping_add(size);
+    let mut left = if t.epoch.get() != epoch {
+        // New rate or seed (or the thread's first allocation): start afresh.
+        t.epoch.set(epoch);
         let salt = t.block.get() as *const Block as u64 ^ (t as *const ThreadState as u64);
-        s.refresh(epoch, salt);
-        let c = s.countdown.wrapping_sub(size as i64);
-        if c >= 0 {
-            s.countdown = c;
-            t.sampler.set(s);
-            return false;
-        }
+        sampler::reseed(&mut rng, salt);
+        sampler::draw(&mut rng, rate).wrapping_sub(size)
+    } else {
+        t.sample_left.get().wrapping_sub(consumed)
+    };
+    let sampled = left < 0 && rate != 0;
+    if left < 0 {
+        // Memoryless: after a sample the next distance is drawn afresh.
+        left = sampler::draw(&mut rng, rate);
     }
-    let sampled = current_rate() != 0;
-    s.redraw();
-    t.sampler.set(s);
+    t.rng.set(rng);
+    t.sample_left.set(left);
+    let since = t.since_peak.get().saturating_add(consumed);
+    if since >= counters::PEAK_CHECK_BYTES {
+        t.since_peak.set(0);
+        counters::check_peak();
+    } else {
+        t.since_peak.set(since);
+    }
+    let arm = left.min(counters::PEAK_CHECK_BYTES);
+    t.armed.set(arm);
+    t.countdown.set(arm);
     sampled
 }
 
+/// The common case: this thread owns its block and is not inside leakscope.
 #[inline(always)]
 fn on_alloc(p: *mut u8, size: usize) {
-    if guard::is_entered() {
-        META_LIVE.fetch_add(size as i64, Ordering::Relaxed);
-        return;
-    }
-    let sampled = with_state(|t| {
-        t.block.get().on_alloc(size as u64, t.owned.get());
+    let sampled = STATE.try_with(|t| {
+        if t.flags.get() != 0 {
+            return on_alloc_slow(t, size);
+        }
+        t.block.get().on_alloc(size as u64);
         should_sample(t, size)
     });
-    match sampled {
-        Some(true) => record_sample(p as usize, size as u64, None),
-        Some(false) => {}
-        // No usable thread state: count exactly in the shared block.
-        None => SHARED.on_alloc(size as u64, false),
+    if let Ok(true) = sampled {
+        record_sample(p as usize, size as u64, None);
     }
+}
+
+/// Guarded, first, shared-block or exiting allocations.
+#[cold]
+#[inline(never)]
+fn on_alloc_slow(t: &ThreadState, size: usize) -> bool {
+    let f = t.flags.get();
+    if f & BUSY != 0 {
+        META_LIVE.fetch_add(size as i64, Ordering::Relaxed);
+        return false;
+    }
+    if f & FRESH != 0 {
+        init_thread(t);
+        if t.flags.get() == 0 {
+            t.block.get().on_alloc(size as u64);
+            return should_sample(t, size);
+        }
+    }
+    SHARED.on_alloc_shared(size as u64);
+    should_sample(t, size)
 }
 
 #[inline(always)]
 fn on_free(p: *mut u8, size: usize) {
-    if guard::is_entered() {
-        META_LIVE.fetch_sub(size as i64, Ordering::Relaxed);
-        return;
-    }
-    if with_state(|t| t.block.get().on_free(size as u64, t.owned.get())).is_none() {
-        SHARED.on_free(size as u64, false);
-    }
-    if table::maybe_sampled(p as usize) {
+    let counted = STATE.try_with(|t| {
+        let f = t.flags.get();
+        if f == 0 {
+            t.block.get().on_free(size as u64);
+            true
+        } else if f & BUSY != 0 {
+            META_LIVE.fetch_sub(size as i64, Ordering::Relaxed);
+            false
+        } else {
+            SHARED.on_free_shared(size as u64);
+            true
+        }
+    });
+    if counted != Ok(false) && table::maybe_sampled(p as usize) {
         free_sample(p as usize);
     }
 }
 
 #[inline(always)]
 fn on_realloc(q: *mut u8, old: usize, new: usize, taken: Option<Live>) {
-    let sampled = with_state(|t| {
-        t.block
-            .get()
-            .on_realloc(old as u64, new as u64, t.owned.get());
-        should_sample(t, new)
-    });
-    if sampled.is_none() {
-        SHARED.on_realloc(old as u64, new as u64, false);
-    }
-    let sampled = sampled.unwrap_or(false);
+    let sampled = STATE
+        .try_with(|t| {
+            if t.flags.get() == 0 {
+                t.block.get().on_realloc(old as u64, new as u64);
+            } else {
+                if t.flags.get() & FRESH != 0 {
+                    init_thread(t);
+                }
+                SHARED.on_realloc_shared(old as u64, new as u64);
+            }
+            should_sample(t, new)
+        })
+        .unwrap_or(false);
     match (taken, sampled) {
         (None, false) => {}
         (None, true) => record_sample(q as usize, new as u64, None),

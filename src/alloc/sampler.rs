@@ -109,67 +109,42 @@ fn parse_rate(b: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-/// Per-thread sampler state (lives in a const-initialised thread-local).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Sampler {
-    /// Bytes left until the next sample.
-    pub(crate) countdown: i64,
-    /// The [`EPOCH`] this state was drawn under.
-    pub(crate) epoch: u64,
-    rng: u64,
+/// Re-reads rate and seed after an epoch change; returns a fresh countdown
+/// and stores the new generator state in `rng`.
+pub(crate) fn reseed(rng: &mut u64, thread_salt: u64) {
+    let seed = SEED.load(Ordering::Relaxed);
+    *rng = splitmix(seed ^ thread_salt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
 }
 
-impl Sampler {
-    pub(crate) const fn new() -> Self {
-        Sampler {
-            countdown: 0,
-            epoch: 0,
-            rng: 0,
-        }
-    }
-
-    /// Re-reads rate and seed after an epoch change and draws a countdown.
-    pub(crate) fn refresh(&mut self, epoch: u64, thread_salt: u64) {
-        self.epoch = epoch;
-        let seed = SEED.load(Ordering::Relaxed);
-        self.rng = splitmix(seed ^ thread_salt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        self.redraw();
-    }
-
-    /// Draws the next countdown for the current rate.
-    pub(crate) fn redraw(&mut self) {
-        self.countdown = self.draw(current_rate());
-    }
-
-    fn draw(&mut self, rate: u64) -> i64 {
-        match rate {
-            0 => i64::MAX,
-            1 => 0,
-            r => {
-                // Uniform in (0, 1] from the top 53 bits.
-                let u = ((self.next_u64() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
-                let d = -u.ln() * r as f64;
-                if d >= (i64::MAX / 2) as f64 {
-                    i64::MAX / 2
-                } else {
-                    d as i64
-                }
+/// Draws the distance to the next sample for `rate`.
+pub(crate) fn draw(rng: &mut u64, rate: u64) -> i64 {
+    match rate {
+        0 => i64::MAX,
+        1 => 0,
+        r => {
+            // Uniform in (0, 1] from the top 53 bits.
+            let u = ((next_u64(rng) >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+            let d = -u.ln() * r as f64;
+            if d >= (i64::MAX / 2) as f64 {
+                i64::MAX / 2
+            } else {
+                d as i64
             }
         }
     }
+}
 
-    fn next_u64(&mut self) -> u64 {
-        // xorshift64*: tiny, no allocation, good enough for sampling gaps.
-        if self.rng == 0 {
-            self.rng = 0x2545_F491_4F6C_DD1D;
-        }
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+fn next_u64(rng: &mut u64) -> u64 {
+    // xorshift64*: tiny, no allocation, good enough for sampling gaps.
+    if *rng == 0 {
+        *rng = 0x2545_F491_4F6C_DD1D;
     }
+    let mut x = *rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *rng = x;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
 fn splitmix(mut z: u64) -> u64 {
@@ -212,17 +187,16 @@ mod tests {
 
     #[test]
     fn draws_have_the_right_mean() {
-        let mut s = Sampler::new();
-        s.rng = 42;
+        let mut rng = 42;
         let n = 200_000;
         let rate = 1000;
-        let sum: f64 = (0..n).map(|_| s.draw(rate) as f64).sum();
+        let sum: f64 = (0..n).map(|_| draw(&mut rng, rate) as f64).sum();
         let mean = sum / n as f64;
         // Exponential: sd = mean, so the sample mean's sd is 1000/sqrt(2e5) ~ 2.2;
         // the truncation to integers lowers the mean by ~0.5. 10 sd of room.
         assert!((mean - 999.5).abs() < 25.0, "mean {mean}");
-        assert_eq!(s.draw(1), 0);
-        assert_eq!(s.draw(0), i64::MAX);
+        assert_eq!(draw(&mut rng, 1), 0);
+        assert_eq!(draw(&mut rng, 0), i64::MAX);
     }
 
     #[test]
