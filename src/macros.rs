@@ -29,18 +29,24 @@
 #[macro_export]
 macro_rules! track {
     ($value:expr $(,)?) => {
-        $crate::__macro_support::track($crate::__leakscope_site!(
-            ::core::option::Option::None,
-            ::core::option::Option::None,
-            false
-        ), $value)
+        $crate::__macro_support::track(
+            $crate::__leakscope_site!(
+                ::core::option::Option::None,
+                ::core::option::Option::None,
+                false
+            ),
+            $value,
+        )
     };
     ($value:expr, $name:literal $(,)?) => {
-        $crate::__macro_support::track($crate::__leakscope_site!(
-            ::core::option::Option::Some($name),
-            ::core::option::Option::None,
-            false
-        ), $value)
+        $crate::__macro_support::track(
+            $crate::__leakscope_site!(
+                ::core::option::Option::Some($name),
+                ::core::option::Option::None,
+                false
+            ),
+            $value,
+        )
     };
     ($value:expr, $key:ident = $label:expr $(,)?) => {
         $crate::__macro_support::track_labelled(
@@ -72,18 +78,24 @@ macro_rules! track {
 #[macro_export]
 macro_rules! track_arc {
     ($value:expr $(,)?) => {
-        $crate::__macro_support::track_arc($crate::__leakscope_site!(
-            ::core::option::Option::None,
-            ::core::option::Option::None,
-            true
-        ), $value)
+        $crate::__macro_support::track_arc(
+            $crate::__leakscope_site!(
+                ::core::option::Option::None,
+                ::core::option::Option::None,
+                true
+            ),
+            $value,
+        )
     };
     ($value:expr, $name:literal $(,)?) => {
-        $crate::__macro_support::track_arc($crate::__leakscope_site!(
-            ::core::option::Option::Some($name),
-            ::core::option::Option::None,
-            true
-        ), $value)
+        $crate::__macro_support::track_arc(
+            $crate::__leakscope_site!(
+                ::core::option::Option::Some($name),
+                ::core::option::Option::None,
+                true
+            ),
+            $value,
+        )
     };
     ($value:expr, $key:ident = $label:expr $(,)?) => {
         $crate::__macro_support::track_arc_labelled(

@@ -230,7 +230,10 @@ mod tests {
         let (n, v) = live(&c, t0 + 20 * MS);
         assert_eq!(n, 2);
         let oldest = v.iter().map(|x| x.age_ns).max().unwrap();
-        assert!((20 * MS..=20 * MS + (1 << BASE_SHIFT)).contains(&oldest), "{oldest}");
+        assert!(
+            (20 * MS..=20 * MS + (1 << BASE_SHIFT)).contains(&oldest),
+            "{oldest}"
+        );
         c.dec(t0);
         c.dec(t0 + 10 * MS);
         assert_eq!(live(&c, t0 + 20 * MS).0, 0);
@@ -260,7 +263,10 @@ mod tests {
         let age = v[0].age_ns;
         let true_age = t - t0;
         assert!(age >= true_age, "{age} < {true_age}");
-        assert!((age - true_age) as f64 <= true_age as f64 / 7.875, "{age} vs {true_age}");
+        assert!(
+            (age - true_age) as f64 <= true_age as f64 / 7.875,
+            "{age} vs {true_age}"
+        );
         c.dec(t0);
         let (n, v) = live(&c, t);
         assert_eq!(n, 0);
@@ -268,18 +274,33 @@ mod tests {
     }
 
     #[test]
-    fn drop_before_move_cancels() {
+    fn a_drop_that_overtakes_the_move_cancels_out() {
         let c = Cohorts::new();
         let t0 = 5u64 << 30;
+        let e0 = t0 >> BASE_SHIFT;
         c.inc(t0);
-        // A drop that finds level 0 retagged before the move: simulate by
-        // retagging through a create one lap later, then dropping.
+        // A creator one lap later wins the level-0 CAS (its object counted
+        // there) but has not carried the old count up yet.
         let later = t0 + ((SLOTS as u64) << BASE_SHIFT);
-        c.inc(later);
+        let slot = &c.slots[0][(e0 % SLOTS as u64) as usize];
+        let (tag, count) = unpack(slot.load(Ordering::Relaxed));
+        assert_eq!(count, 1);
+        slot.store(pack(tag + 1, 1), Ordering::Relaxed);
+        // The old object is dropped now: its -1 goes one level up.
         c.dec(t0);
+        let (n, v) = live(&c, later);
+        assert_eq!(n, 0, "in flight: +1 moving, -1 landed");
+        assert_eq!(v.len(), 1, "only the new object shows: {v:?}");
+        // The carry lands on the same chain and cancels the -1.
+        c.add(1, e0 >> LEVEL_SHIFT, count);
         c.dec(later);
         let (n, v) = live(&c, later);
         assert_eq!(n, 0);
-        assert!(v.is_empty(), "{v:?}");
+        assert!(v.is_empty(), "no ghost: {v:?}");
+        for row in &c.slots {
+            for s in row {
+                assert_eq!(unpack(s.load(Ordering::Relaxed)).1, 0);
+            }
+        }
     }
 }

@@ -125,10 +125,7 @@ impl History {
 
 /// Rule (b): `older_than(threshold)` counts live objects older than a
 /// threshold.
-pub(crate) fn outlived(
-    lifetimes: &Histogram,
-    older_than: impl Fn(u64) -> u64,
-) -> Option<String> {
+pub(crate) fn outlived(lifetimes: &Histogram, older_than: impl Fn(u64) -> u64) -> Option<String> {
     let dropped = lifetimes.count();
     if dropped < MIN_DROPPED {
         return None;
@@ -189,7 +186,10 @@ mod tests {
         let mut l = Histogram::empty();
         l.record_n(Duration::from_millis(3), 100);
         let why = outlived(&l, |t| if t <= 3600 * S { 4 } else { 0 }).unwrap();
-        assert!(why.starts_with("4 live object(s) are older than 1m"), "{why}");
+        assert!(
+            why.starts_with("4 live object(s) are older than 1m"),
+            "{why}"
+        );
         assert!(outlived(&l, |_| 0).is_none());
         let mut few = Histogram::empty();
         few.record_n(Duration::from_millis(3), 5);

@@ -62,9 +62,9 @@ impl HolderTable {
     #[inline]
     pub(crate) fn get(&self, loc: &'static Location<'static>) -> &'static HolderRec {
         let addr = loc as *const Location<'static> as usize;
-        let start = (addr >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60;
+        let start = (((addr as u64) >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize;
         for k in 0..MAX_HOLDERS {
-            let slot = &self.slots[(start as usize + k) % MAX_HOLDERS];
+            let slot = &self.slots[(start + k) % MAX_HOLDERS];
             let mut p = slot.load(Ordering::Acquire);
             if p.is_null() {
                 match publish(slot, Some(loc)) {

@@ -143,31 +143,28 @@ impl LabelTable {
         for k in 0..n {
             let i = (start + k) % n;
             let e = &self.entries[i];
-            match e.state.load(Ordering::Acquire) {
-                READY => {
-                    if e.hash.load(Ordering::Relaxed) == hash && Self::bytes(e) == key {
-                        return i as u16;
-                    }
-                }
-                EMPTY => {
-                    if e
-                        .state
-                        .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        // SAFETY: we won EMPTY -> WRITING, so we are the only
-                        // writer, and no reader looks before READY.
-                        let dst: &mut [u8; MAX_VALUE_LEN] = unsafe { &mut *e.bytes.get() };
-                        dst[..key.len()].copy_from_slice(key);
-                        e.len.store(key.len() as u8, Ordering::Relaxed);
-                        e.hash.store(hash, Ordering::Relaxed);
-                        e.state.store(READY, Ordering::Release);
-                        return i as u16;
-                    }
-                    // Lost the race: if the winner wrote our value we will
-                    // not see it yet; probing on is fine (merged later).
-                }
-                _ => {} // WRITING: never wait, probe on
+            let state = e.state.load(Ordering::Acquire);
+            let hit =
+                state == READY && e.hash.load(Ordering::Relaxed) == hash && Self::bytes(e) == key;
+            if hit {
+                return i as u16;
+            }
+            // EMPTY: try to claim it. WRITING: never wait, probe on. A lost
+            // claim race may hide our own value for now: probing on is fine
+            // (duplicates are merged by `read`).
+            let claimed = state == EMPTY
+                && e.state
+                    .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok();
+            if claimed {
+                // SAFETY: we won EMPTY -> WRITING, so we are the only
+                // writer, and no reader looks before READY.
+                let dst: &mut [u8; MAX_VALUE_LEN] = unsafe { &mut *e.bytes.get() };
+                dst[..key.len()].copy_from_slice(key);
+                e.len.store(key.len() as u8, Ordering::Relaxed);
+                e.hash.store(hash, Ordering::Relaxed);
+                e.state.store(READY, Ordering::Release);
+                return i as u16;
             }
         }
         OTHER

@@ -82,7 +82,10 @@ pub(crate) struct Mark {
 }
 
 impl Mark {
-    pub(crate) const NONE: Mark = Mark { ix: NO_SCOPE, gen: 0 };
+    pub(crate) const NONE: Mark = Mark {
+        ix: NO_SCOPE,
+        gen: 0,
+    };
 }
 
 /// Counts a new object of `ts` in this thread's active check, if any.
@@ -109,10 +112,12 @@ fn enter_slow(ts: &'static TypeState, slot_ix: usize, gen: u32) -> Mark {
             break;
         }
         if p.is_null() {
-            match e
-                .site
-                .compare_exchange(ptr::null_mut(), want, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match e.site.compare_exchange(
+                ptr::null_mut(),
+                want,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => {
                     entry_ix = i;
                     break;

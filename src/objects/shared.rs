@@ -84,10 +84,7 @@ impl<T> TrackedArc<T> {
     pub(crate) fn from_parts(value: T, header: Header) -> Self {
         let (holder, since_ns) = hold(&header, Location::caller());
         TrackedArc {
-            inner: Arc::new(Shared {
-                value,
-                header: header,
-            }),
+            inner: Arc::new(Shared { value, header }),
             holder,
             since_ns,
         }

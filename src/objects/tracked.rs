@@ -14,7 +14,9 @@ pub(crate) struct Header {
     pub(crate) ts: &'static TypeState,
     pub(crate) birth_ns: u64,
     pub(crate) label: u16,
-    pub(crate) mark: Mark,
+    // `Mark`'s fields, flattened so the header packs into 24 bytes.
+    mark_ix: u16,
+    mark_gen: u32,
 }
 
 impl Header {
@@ -34,7 +36,8 @@ impl Header {
             ts,
             birth_ns,
             label,
-            mark,
+            mark_ix: mark.ix,
+            mark_gen: mark.gen,
         }
     }
 
@@ -69,7 +72,10 @@ impl Drop for Header {
                 t.dec_index(self.label);
             }
         }
-        scope::leave_object(self.mark);
+        scope::leave_object(Mark {
+            ix: self.mark_ix,
+            gen: self.mark_gen,
+        });
     }
 }
 

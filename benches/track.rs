@@ -1,0 +1,97 @@
+//! What `track!` and `TrackedArc` add to a hot path.
+//!
+//! - `create_drop`: `Box::new` + drop (baseline) vs `track!(Box::new(..))` +
+//!   drop, on one thread and on 2 threads sharing one site.
+//! - `arc_clone_drop`: `Arc::clone` + drop (baseline) vs `TrackedArc::clone`
+//!   + drop, on one thread and on 2 threads cloning one object.
+//!
+//! The 2-thread cases report the time per operation *per thread* (each
+//! thread runs `iters` operations; the wall time is divided by `iters`).
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use leakscope::{track, track_arc, Tracked, TrackedArc};
+
+#[inline(never)]
+fn tracked_box(v: u64) -> Tracked<Box<u64>> {
+    track!(Box::new(v))
+}
+
+fn on_two_threads<F: Fn(u64) + Sync>(iters: u64, f: F) -> Duration {
+    let barrier = Barrier::new(2);
+    let mut wall = Duration::ZERO;
+    std::thread::scope(|s| {
+        let other = s.spawn(|| {
+            barrier.wait();
+            f(iters);
+        });
+        barrier.wait();
+        let t = Instant::now();
+        f(iters);
+        other.join().expect("bench thread");
+        wall = t.elapsed();
+    });
+    wall
+}
+
+fn create_drop(c: &mut Criterion) {
+    let mut g = c.benchmark_group("create_drop");
+    g.bench_function("box", |b| {
+        b.iter(|| drop(black_box(Box::new(black_box(7u64)))))
+    });
+    g.bench_function("track", |b| {
+        b.iter(|| drop(black_box(tracked_box(black_box(7)))))
+    });
+    g.bench_function("box_2_threads", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, |n| {
+                for _ in 0..n {
+                    drop(black_box(Box::new(black_box(7u64))));
+                }
+            })
+        })
+    });
+    g.bench_function("track_2_threads_one_site", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, |n| {
+                for _ in 0..n {
+                    drop(black_box(tracked_box(black_box(7))));
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+fn arc_clone_drop(c: &mut Criterion) {
+    let mut g = c.benchmark_group("arc_clone_drop");
+    let arc = Arc::new(7u64);
+    let tarc: TrackedArc<u64> = track_arc!(7u64);
+    g.bench_function("arc", |b| b.iter(|| drop(black_box(Arc::clone(&arc)))));
+    g.bench_function("tracked_arc", |b| b.iter(|| drop(black_box(tarc.clone()))));
+    g.bench_function("arc_2_threads", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, |n| {
+                for _ in 0..n {
+                    drop(black_box(Arc::clone(&arc)));
+                }
+            })
+        })
+    });
+    g.bench_function("tracked_arc_2_threads", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, |n| {
+                for _ in 0..n {
+                    drop(black_box(tarc.clone()));
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, create_drop, arc_clone_drop);
+criterion_main!(benches);
