@@ -18,8 +18,9 @@
 //! stack becomes one pprof sample per age bucket of its live allocations
 //! (the shared [`crate::histogram`] buckets), labelled with the numeric label
 //! `age` = the bucket's **upper bound**, in `nanoseconds` (a time unit pprof
-//! converts: `-tagfocus=age=10m:` keeps buckets whose bound is at least
-//! 10 minutes). Those samples carry the in-use values and the matching
+//! converts). `-tagfocus=age=600s:` keeps buckets whose bound is at least
+//! 10 minutes; pprof knows `ns`, `us`, `ms`, `s`, `hour`, `day`, `week` and
+//! `year` but no minutes, so `age=10m:` matches nothing. Those samples carry the in-use values and the matching
 //! allocated values; one more sample without an `age` label carries what was
 //! allocated at that stack and has since been freed. So per stack the values
 //! sum to Go's, and `go tool pprof -tags` shows how old the live memory is.
@@ -35,6 +36,18 @@
 //! `Mapping` table lists the executable mappings of the process, the main
 //! binary first, with GNU build ids where the files have them, and marks
 //! them symbolized, so tools show names without the binary at hand.
+//!
+//! # Reading them
+//!
+//! ```text
+//! curl -s localhost:6060/debug/pprof/heap > heap.out
+//! go tool pprof -top heap.out                        # in-use bytes by function
+//! go tool pprof -tags heap.out                       # how old the live memory is
+//! go tool pprof -top -tagfocus=age=600s: heap.out    # only memory >= ~10 min old
+//! curl -s 'localhost:6060/debug/pprof/heap?min_age=10m' > old.out   # exact leak view
+//! go tool pprof -top -base before.out heap.out       # what grew
+//! go tool pprof -sample_index=alloc_space -top heap.out
+//! ```
 //!
 //! # Examples
 //!
@@ -175,27 +188,47 @@ pub fn profile_now(opts: &ProfileOptions) -> Vec<u8> {
 }
 
 /// The gzipped `profile.proto` of a snapshot's heap.
+///
+/// Samples are encoded as they are made and compressed in 64 KiB batches, then the
+/// tables (locations, functions, strings) after them, so memory stays near
+/// the size of the compressed output plus the tables, whatever the number
+/// of samples (protobuf readers accept fields in any order; the Go runtime
+/// also writes its string table last).
 pub fn profile(snapshot: &Snapshot, opts: &ProfileOptions) -> Vec<u8> {
-    let raw = build(snapshot, opts, &mapping::current()).encode_to_vec();
-    gzip(&raw)
+    // Go writes profiles with gzip.BestSpeed: profiles are taken on live
+    // services, so compression time matters more than a few percent of size.
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    // Samples are encoded into a 64 KiB batch, compressed batch by batch.
+    const BATCH: usize = 64 * 1024;
+    let mut batch = Vec::with_capacity(BATCH + 1024);
+    let mut failed = false;
+    let rest = build(snapshot, opts, &mapping::current(), |sample| {
+        prost::encoding::message::encode(PROFILE_SAMPLE_TAG, &sample, &mut batch);
+        if batch.len() >= BATCH {
+            failed |= gz.write_all(&batch).is_err();
+            batch.clear();
+        }
+    });
+    rest.encode_raw(&mut batch);
+    failed |= gz.write_all(&batch).is_err();
+    // Writing into a Vec cannot fail (it only allocates); should a future
+    // sink fail, return an empty profile rather than panic.
+    match gz.finish() {
+        Ok(out) if !failed => out,
+        _ => Vec::new(),
+    }
 }
+
+/// Field number of `Profile.sample`.
+const PROFILE_SAMPLE_TAG: u32 = 2;
 
 /// The (ungzipped) `Profile` message of a snapshot's heap, for tools that
 /// post-process it; [`profile`] is this, encoded and gzipped.
 pub fn profile_message(snapshot: &Snapshot, opts: &ProfileOptions) -> proto::Profile {
-    build(snapshot, opts, &mapping::current())
-}
-
-fn gzip(raw: &[u8]) -> Vec<u8> {
-    // Go writes profiles with gzip.BestSpeed: profiles are taken on live
-    // services, so compression time matters more than a few percent of size.
-    let mut enc = GzEncoder::new(Vec::with_capacity(raw.len() / 4 + 64), Compression::fast());
-    // Writing into a Vec cannot fail (it only allocates), so neither can the
-    // encoder; the fallback keeps a future I/O error from panicking.
-    if enc.write_all(raw).is_err() {
-        return Vec::new();
-    }
-    enc.finish().unwrap_or_default()
+    let mut samples = Vec::new();
+    let mut p = build(snapshot, opts, &mapping::current(), |s| samples.push(s));
+    p.sample = samples;
+    p
 }
 
 /// One sample's values: `[alloc_objects, alloc_space, inuse_objects,
@@ -284,7 +317,11 @@ struct Builder {
     functions: Vec<proto::Function>,
     function_ix: HashMap<(i64, i64), u64>,
     locations: Vec<proto::Location>,
-    location_ix: HashMap<(u64, Vec<(u64, i64)>), u64>,
+    /// Locations by address (several only if one address was symbolized
+    /// differently, e.g. in a synthetic snapshot).
+    by_address: HashMap<u64, Vec<u64>>,
+    /// Locations without an address, by their lines.
+    by_lines: HashMap<Vec<(u64, i64)>, u64>,
     mappings: Vec<mapping::MappingInfo>,
 }
 
@@ -296,7 +333,8 @@ impl Builder {
             functions: Vec::new(),
             function_ix: HashMap::new(),
             locations: Vec::new(),
-            location_ix: HashMap::new(),
+            by_address: HashMap::new(),
+            by_lines: HashMap::new(),
             mappings: mappings.to_vec(),
         };
         b.string(""); // string_table[0] must be "".
@@ -342,31 +380,58 @@ impl Builder {
             .map_or(0, |i| i as u64 + 1)
     }
 
+    /// Whether location `id` has exactly the lines of `group`.
+    fn same_lines(&self, id: u64, group: &[Frame]) -> bool {
+        let loc = &self.locations[(id - 1) as usize];
+        loc.line.len() == group.len()
+            && loc.line.iter().zip(group).all(|(l, f)| {
+                let func = &self.functions[(l.function_id - 1) as usize];
+                l.line == i64::from(f.line.unwrap_or(0))
+                    && self.strings[func.name as usize] == f.function
+                    && self.strings[func.filename as usize] == f.file.as_deref().unwrap_or("")
+            })
+    }
+
     /// One location for a group of frames sharing an address: the inlined
     /// ones (innermost first) and the function they were inlined into last.
+    ///
+    /// Real stacks repeat addresses far more often than they bring new ones,
+    /// so a known address is found by one integer lookup and a comparison
+    /// of names, without interning anything.
     fn location(&mut self, group: &[Frame]) -> u64 {
         let address = group.last().map_or(0, |f| f.address);
+        if address != 0 {
+            if let Some(ids) = self.by_address.get(&address) {
+                if let Some(&id) = ids.iter().find(|&&id| self.same_lines(id, group)) {
+                    return id;
+                }
+            }
+        }
         let lines: Vec<(u64, i64)> = group
             .iter()
             .map(|f| (self.function(f), i64::from(f.line.unwrap_or(0))))
             .collect();
-        let key = (address, lines);
-        if let Some(&id) = self.location_ix.get(&key) {
-            return id;
+        if address == 0 {
+            if let Some(&id) = self.by_lines.get(&lines) {
+                return id;
+            }
         }
         let id = self.locations.len() as u64 + 1;
         self.locations.push(proto::Location {
             id,
             mapping_id: self.mapping_of(address),
             address,
-            line: key
-                .1
+            line: lines
                 .iter()
                 .map(|&(function_id, line)| proto::Line { function_id, line })
                 .collect(),
             is_folded: false,
         });
-        self.location_ix.insert(key, id);
+        if address == 0 {
+            self.by_lines.insert(lines, id);
+        } else {
+            self.by_address.entry(address).or_default().push(id);
+        }
         id
     }
 
@@ -391,10 +456,13 @@ impl Builder {
     }
 }
 
+/// Builds the profile, handing each sample to `emit` as it is made; the
+/// returned message has everything but the samples.
 fn build(
     snapshot: &Snapshot,
     opts: &ProfileOptions,
     maps: &[mapping::MappingInfo],
+    mut emit: impl FnMut(proto::Sample),
 ) -> proto::Profile {
     let heap = &snapshot.heap;
     let mut b = Builder::new(maps);
@@ -412,7 +480,6 @@ fn build(
     let age_key = b.string(AGE_LABEL);
     let age_unit = b.string(AGE_UNIT);
 
-    let mut samples = Vec::with_capacity(heap.sites.len() * 2);
     let mut parts = Vec::new();
     for site in &heap.sites {
         site_parts(site, opts.min_age, &mut parts);
@@ -431,7 +498,7 @@ fn build(
                 })
                 .into_iter()
                 .collect();
-            samples.push(proto::Sample {
+            emit(proto::Sample {
                 location_id: stack.clone(),
                 value: p.values.iter().map(|&v| to_i64(v)).collect(),
                 label,
@@ -471,7 +538,7 @@ fn build(
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
     proto::Profile {
         sample_type,
-        sample: samples,
+        sample: Vec::new(),
         mapping,
         location: std::mem::take(&mut b.locations),
         function: std::mem::take(&mut b.functions),

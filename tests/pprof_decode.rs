@@ -60,14 +60,14 @@ fn known_snapshot() -> Snapshot {
             f("leaky_cache", 12, 0x1000, false),
             f("main", 30, 0x2000, false),
         ],
-        &[
-            (20 * MIN, 2, 2048),
-            (Duration::from_millis(2), 1, 1024),
-        ],
+        &[(20 * MIN, 2, 2048), (Duration::from_millis(2), 1, 1024)],
         (5, 5120),
     ));
     snap.heap.sites.push(site(
-        vec![f("short_lived", 3, 0x3000, false), f("main", 31, 0x2008, false)],
+        vec![
+            f("short_lived", 3, 0x3000, false),
+            f("main", 31, 0x2008, false),
+        ],
         &[],
         (100, 100_000),
     ));
@@ -126,7 +126,10 @@ fn layout_matches_go_heap_profiles() {
         assert_eq!(smp.value.len(), 4);
     }
 
-    let allocs = decode(&pprof::profile(&known_snapshot(), &ProfileOptions::allocs()));
+    let allocs = decode(&pprof::profile(
+        &known_snapshot(),
+        &ProfileOptions::allocs(),
+    ));
     assert_eq!(s(&allocs, allocs.default_sample_type), "alloc_space");
 }
 
@@ -156,7 +159,11 @@ fn stacks_have_inlined_lines_and_shared_functions() {
         .iter()
         .map(|l| s(&p, p.function[l.function_id as usize - 1].name))
         .collect();
-    assert_eq!(names, ["fill_cache", "leaky_cache"], "inlined first, caller last");
+    assert_eq!(
+        names,
+        ["fill_cache", "leaky_cache"],
+        "inlined first, caller last"
+    );
     assert_eq!(leaf.line[0].line, 7);
     assert_eq!(leaf.line[1].line, 12);
     let func = &p.function[leaf.line[0].function_id as usize - 1];
@@ -183,11 +190,7 @@ fn live_samples_carry_age_labels_in_nanoseconds() {
     let p = decode(&pprof::profile(&known_snapshot(), &ProfileOptions::heap()));
     let mut ages = Vec::new();
     for smp in p.sample.iter().filter(|x| leaf_name(&p, x) == "fill_cache") {
-        let age: Vec<&proto::Label> = smp
-            .label
-            .iter()
-            .filter(|l| s(&p, l.key) == "age")
-            .collect();
+        let age: Vec<&proto::Label> = smp.label.iter().filter(|l| s(&p, l.key) == "age").collect();
         if smp.value[2] == 0 {
             assert!(age.is_empty(), "the freed part has no age");
             assert_eq!(smp.value, [2, 2048, 0, 0]);
@@ -211,7 +214,11 @@ fn min_age_keeps_only_old_memory_in_use() {
     let opts = ProfileOptions::heap().min_age(10 * MIN);
     let p = decode(&pprof::profile(&known_snapshot(), &opts));
     let t = totals_by_leaf(&p);
-    assert_eq!(t["fill_cache"], [5, 5120, 2, 2048], "alloc totals unchanged");
+    assert_eq!(
+        t["fill_cache"],
+        [5, 5120, 2, 2048],
+        "alloc totals unchanged"
+    );
     assert_eq!(t["short_lived"], [100, 100_000, 0, 0]);
 }
 
@@ -238,7 +245,10 @@ fn main_binary_mapping_comes_first_with_build_id() {
 
 #[test]
 fn empty_snapshot_gives_a_valid_empty_profile() {
-    let p = decode(&pprof::profile(&Snapshot::default(), &ProfileOptions::heap()));
+    let p = decode(&pprof::profile(
+        &Snapshot::default(),
+        &ProfileOptions::heap(),
+    ));
     assert!(p.sample.is_empty());
     assert_eq!(p.sample_type.len(), 4);
     // heap_profile() works with or without the tracking allocator installed.
@@ -257,7 +267,10 @@ fn text_form_reads_like_go_debug_1() {
         Some("heap profile: 3: 3072 [105: 105120] @ heap/2")
     );
     assert!(t.contains("\n3: 3072 [5: 5120] @ 0x1000 0x2000\n"), "{t}");
-    assert!(t.contains("#\t0x1000\tfill_cache\tsrc/fill_cache.rs:7\n"), "{t}");
+    assert!(
+        t.contains("#\t0x1000\tfill_cache\tsrc/fill_cache.rs:7\n"),
+        "{t}"
+    );
     assert!(t.contains("# age <= 30m: 2: 2048\n"), "{t}");
     assert!(t.contains("\n0: 0 [100: 100000] @ 0x3000 0x2008\n"), "{t}");
     // Largest in-use first.
@@ -265,6 +278,23 @@ fn text_form_reads_like_go_debug_1() {
     assert!(t.contains("# LiveBytes = 3072\n"), "{t}");
 
     let old = pprof::text(&known_snapshot(), &ProfileOptions::heap().min_age(10 * MIN));
-    assert!(old.starts_with("heap profile: 2: 2048 [105: 105120] @ heap/2\n"), "{old}");
+    assert!(
+        old.starts_with("heap profile: 2: 2048 [105: 105120] @ heap/2\n"),
+        "{old}"
+    );
     assert!(!old.contains("# age <= 2.5ms"), "{old}");
+}
+
+#[test]
+fn streamed_encoding_equals_the_message() {
+    let snap = known_snapshot();
+    for opts in [
+        ProfileOptions::heap(),
+        ProfileOptions::allocs().min_age(10 * MIN),
+    ] {
+        let mut streamed = decode(&pprof::profile(&snap, &opts));
+        let message = pprof::profile_message(&snap, &opts);
+        streamed.time_nanos = message.time_nanos;
+        assert_eq!(streamed, message);
+    }
 }
