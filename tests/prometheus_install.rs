@@ -3,6 +3,8 @@
 //! (exact histograms), refreshed on the interval; a second install fails
 //! cleanly.
 
+#![cfg(feature = "http")]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,8 @@
 //! family, well-formed histograms (cumulative `le`, `+Inf` == `_count`),
 //! bounded series, and counters that never go down.
 
+#![cfg(feature = "prometheus")]
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! checks the refusal and that the application (a worker thread doing its
 //! own allocations) and the server keep working.
 
+#![cfg(feature = "http")]
+
 mod common;
 
 use std::io::{Read, Write};
@@ -350,4 +352,78 @@ fn shutdown_is_prompt_with_stalled_clients() {
     assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
     app.assert_alive();
     drop(held);
+}
+
+#[test]
+fn ten_kb_of_binary_garbage_is_refused() {
+    let app = App::start();
+    let (_s, addr) = server(quick());
+    // A deterministic pseudo-random byte soup, no request line in sight.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let junk: Vec<u8> = (0..10_240)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let resp = raw(addr, &junk, T);
+    let st = status_of(&resp);
+    assert!(
+        st.is_none() || st == Some(400),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    app.assert_alive();
+    assert_serves(addr);
+}
+
+#[test]
+fn a_trickling_client_is_cut_off_at_the_head_deadline() {
+    let app = App::start();
+    let (_s, addr) = server(ServerBuilder::new().header_timeout(Duration::from_millis(600)));
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_write_timeout(Some(T)).unwrap();
+    // One byte every 50 ms: each read is quick, the head never completes.
+    let start = Instant::now();
+    let head = b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\nX-Trickle: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut cut_off = false;
+    // ~1.2 s of trickling, twice the head timeout.
+    for b in head.iter().take(24) {
+        if s.write_all(&[*b]).is_err() {
+            cut_off = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !cut_off {
+        // Closed by the server: a read sees the end of the stream (maybe
+        // after an error response) or a reset; still open: it times out.
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 512];
+        cut_off = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break false
+                }
+                Err(_) => break true,
+            }
+        };
+    }
+    assert!(
+        cut_off,
+        "trickling client still connected after {:?}",
+        start.elapsed()
+    );
+    assert!(start.elapsed() < Duration::from_secs(4));
+    app.assert_alive();
+    assert_serves(addr);
 }

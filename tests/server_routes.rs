@@ -1,6 +1,8 @@
 //! The debug server on 127.0.0.1:0, every route hit with a real HTTP
 //! client: status, content type and content.
 
+#![cfg(all(feature = "http", feature = "flamegraph"))]
+
 mod common;
 
 use std::io::Read;

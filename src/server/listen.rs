@@ -361,7 +361,6 @@ mod tests {
 
     #[test]
     fn a_panicking_handler_is_a_500_and_the_server_goes_on() {
-        use std::io::{Read, Write};
         let handler: Handler = Arc::new(|path: &str, _q: &str| {
             if path == "/boom" {
                 panic!("handler bug");
@@ -370,21 +369,67 @@ mod tests {
         });
         let addrs = ["127.0.0.1:0".parse().expect("addr")];
         let srv = start(&addrs, ServerBuilder::new(), handler).expect("start");
-        let ask = |path: &str| {
-            let mut s = std::net::TcpStream::connect(srv.local_addr()).expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
-            write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out);
-            out
-        };
-        let r = ask("/boom");
+        let r = ask(srv.local_addr(), "/boom");
         assert!(r.starts_with("HTTP/1.1 500"), "{r}");
         assert!(r.ends_with("internal error in the handler\n"), "{r}");
-        let r = ask("/ok");
+        let r = ask(srv.local_addr(), "/ok");
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
         srv.shutdown();
+    }
+
+    fn ask(addr: SocketAddr, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn at_most_workers_handlers_run_at_once() {
+        use std::sync::atomic::AtomicUsize;
+        let running = Arc::new(AtomicUsize::new(0));
+        let max_seen = Arc::new(AtomicUsize::new(0));
+        let (r, m) = (running.clone(), max_seen.clone());
+        let handler: Handler = Arc::new(move |_: &str, _: &str| {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(100));
+            r.fetch_sub(1, Ordering::SeqCst);
+            Response::ok(super::super::TEXT, "done")
+        });
+        let addrs = ["127.0.0.1:0".parse().expect("addr")];
+        let srv = start(&addrs, ServerBuilder::new().workers(2), handler).expect("start");
+        let addr = srv.local_addr();
+        let clients: Vec<_> = (0..8)
+            .map(|_| std::thread::spawn(move || ask(addr, "/")))
+            .collect();
+        for c in clients {
+            let r = c.join().expect("client");
+            assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        }
+        let max = max_seen.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&max), "{max} handlers ran at once");
+    }
+
+    #[test]
+    fn a_handler_past_its_deadline_is_a_503() {
+        let handler: Handler = Arc::new(|path: &str, _: &str| {
+            if path == "/slow" {
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            Response::ok(super::super::TEXT, "done")
+        });
+        let addrs = ["127.0.0.1:0".parse().expect("addr")];
+        let b = ServerBuilder::new().request_timeout(Duration::from_millis(500));
+        let srv = start(&addrs, b, handler).expect("start");
+        let r = ask(srv.local_addr(), "/slow");
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(r.ends_with("busy: request timed out, retry later\n"), "{r}");
+        assert!(ask(srv.local_addr(), "/fast").starts_with("HTTP/1.1 200"));
     }
 
     #[test]
