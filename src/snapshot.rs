@@ -194,11 +194,12 @@ impl Frame {
         self
     }
 
-    /// `file:line` (or just the function when the file is unknown).
+    /// `file:line` (or just the function when the file is unknown), with
+    /// the file shortened by [`short_path`].
     pub fn location(&self) -> String {
         match (&self.file, self.line) {
-            (Some(f), Some(l)) => format!("{f}:{l}"),
-            (Some(f), None) => f.clone(),
+            (Some(f), Some(l)) => format!("{}:{l}", short_path(f)),
+            (Some(f), None) => short_path(f),
             _ => self.function.clone(),
         }
     }
@@ -495,11 +496,12 @@ fn write_heap(f: &mut fmt::Formatter<'_>, h: &HeapSnapshot) -> fmt::Result {
         fmt_bytes(h.allocated_bytes),
         h.sample_rate
     )?;
-    if h.sites.is_empty() {
+    let live: Vec<&HeapSite> = h.sites.iter().filter(|s| s.live_bytes > 0).collect();
+    if live.is_empty() {
         return writeln!(f, "  no sampled allocation is live");
     }
     writeln!(f, "top sites by estimated live bytes:")?;
-    for s in h.sites.iter().take(REPORT_TOP) {
+    for s in live.iter().take(REPORT_TOP) {
         let top = s
             .frames
             .first()
@@ -521,10 +523,37 @@ fn write_heap(f: &mut fmt::Formatter<'_>, h: &HeapSnapshot) -> fmt::Result {
             writeln!(f, "        <- {} ({})", fr.function, fr.location())?;
         }
     }
-    if h.sites.len() > REPORT_TOP {
-        writeln!(f, "  ... and {} more sites", h.sites.len() - REPORT_TOP)?;
+    if live.len() > REPORT_TOP {
+        writeln!(f, "  ... and {} more sites", live.len() - REPORT_TOP)?;
     }
     Ok(())
+}
+
+/// Shortens a source path for the text report: relative to the current
+/// directory when under it, `library/...` for the toolchain's sources,
+/// `crate-1.2.3/src/...` for registry crates. Snapshots keep full paths.
+pub fn short_path(path: &str) -> String {
+    if let Ok(cwd) = std::env::current_dir() {
+        if let Some(rest) = path.strip_prefix(&*cwd.to_string_lossy()) {
+            return rest.trim_start_matches('/').to_string();
+        }
+    }
+    if let Some(i) = path.find("/library/") {
+        if path.starts_with("/rustc/") {
+            return path[i + 1..].to_string();
+        }
+    }
+    for marker in ["/registry/src/", "/git/checkouts/"] {
+        if let Some(i) = path.find(marker) {
+            let rest = &path[i + marker.len()..];
+            // Skip the index directory (`index.crates.io-<hash>/`).
+            return match rest.find('/') {
+                Some(j) => rest[j + 1..].to_string(),
+                None => rest.to_string(),
+            };
+        }
+    }
+    path.to_string()
 }
 
 #[cfg(test)]
@@ -540,6 +569,21 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_secs(250)), "4m10s");
         assert_eq!(fmt_duration(Duration::from_secs(60_000)), "16h40m");
         assert_eq!(fmt_duration(Duration::from_secs(3 * 86_400)), "3d");
+    }
+
+    #[test]
+    fn paths_are_shortened_for_reports() {
+        assert_eq!(
+            short_path("/rustc/59807616e1fa/library/alloc/src/vec/mod.rs"),
+            "library/alloc/src/vec/mod.rs"
+        );
+        assert_eq!(
+            short_path("/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/lib.rs"),
+            "tokio-1.54.1/src/lib.rs"
+        );
+        let here = std::env::current_dir().unwrap().join("src/x.rs");
+        assert_eq!(short_path(&here.to_string_lossy()), "src/x.rs");
+        assert_eq!(short_path("relative/y.rs"), "relative/y.rs");
     }
 
     #[test]

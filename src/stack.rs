@@ -111,11 +111,13 @@ fn resolve(pc: usize) -> Vec<Sym> {
 
 /// Frames that belong to leakscope's recording path and the allocator shims.
 fn is_own_frame(f: &str) -> bool {
-    const OWN: [&str; 8] = [
+    const OWN: [&str; 7] = [
         "backtrace::",
-        "leakscope::alloc::",
-        "leakscope::stack::",
-        "<leakscope::alloc::",
+        // leakscope's recorder, and its wrappers that allocate on the
+        // user's behalf (a `track_arc!` handle, a snapshot's clone): the
+        // allocation is charged to the user's frame that called them.
+        "leakscope::",
+        "<leakscope::",
         "__rust_alloc",
         "__rust_dealloc",
         "__rust_realloc",
@@ -203,6 +205,7 @@ mod tests {
         let t = trim(vec![
             f("backtrace::trace_unsynchronized"),
             f("leakscope::alloc::sample"),
+            f("<leakscope::objects::TrackedArc<T>>::new"),
             f("__rust_alloc"),
             f("alloc::raw_vec::RawVec<T>::grow"),
             Frame::new(
