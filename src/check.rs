@@ -13,8 +13,9 @@
 //!
 //! A `TrackedArc` created under the check keeps counting while *any* handle
 //! to it lives, so a clone forgotten in a thread the test spawned is
-//! caught. Objects *created* on a spawned thread are not counted (that
-//! thread has no active check): start a `LeakCheck` in that thread too.
+//! caught. Objects *created* on a spawned thread are counted only if that
+//! thread enters the check: `let _in = handle.enter();` with a
+//! [`LeakCheckHandle`] from [`LeakCheck::handle`].
 //!
 //! # Examples
 //!
@@ -40,7 +41,7 @@ use core::fmt::Write as _;
 use core::marker::PhantomData;
 use core::time::Duration;
 
-use crate::objects::scope::Scope;
+use crate::objects::scope::{Entered, Scope};
 use crate::snapshot::fmt_duration;
 
 /// A leak check for tests: tracked objects created on this thread after
@@ -74,6 +75,28 @@ impl LeakCheck {
             },
             Err(_) => panic!("leakscope: more than 128 LeakChecks active at once"),
         }
+    }
+
+    /// A handle that lets other threads (ones the test spawns) count the
+    /// objects they create in this check: call [`LeakCheckHandle::enter`]
+    /// there.
+    ///
+    /// # Examples
+    ///
+    /// ```should_panic
+    /// let check = leakscope::LeakCheck::new();
+    /// let handle = check.handle();
+    /// std::thread::spawn(move || {
+    ///     let _in = handle.enter();
+    ///     std::mem::forget(leakscope::track!(1u8, "worker"));
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// check.assert_no_leaks(); // panics: the worker's object leaked
+    /// ```
+    pub fn handle(&self) -> LeakCheckHandle {
+        let (slot_ix, gen) = self.scope.id();
+        LeakCheckHandle { slot_ix, gen }
     }
 
     /// Number of tracked objects created under this check that are still
@@ -179,4 +202,35 @@ impl LeakCheck {
         }
         Some(out)
     }
+}
+
+/// Lets another thread count its new objects in a [`LeakCheck`]; made by
+/// [`LeakCheck::handle`]. `Send`, `Sync` and `Copy`.
+///
+/// A handle that outlives its check is harmless: objects created under it
+/// are then not counted anywhere.
+#[derive(Clone, Copy, Debug)]
+pub struct LeakCheckHandle {
+    slot_ix: usize,
+    gen: u32,
+}
+
+impl LeakCheckHandle {
+    /// Makes the check active on the current thread until the guard drops
+    /// (then the thread's previous check, if any, is active again).
+    pub fn enter(&self) -> LeakCheckGuard {
+        LeakCheckGuard {
+            _entered: Entered::enter(self.slot_ix, self.gen),
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// Keeps a [`LeakCheck`] active on this thread; see
+/// [`LeakCheckHandle::enter`].
+#[derive(Debug)]
+#[must_use = "the check is active on this thread only while the guard lives"]
+pub struct LeakCheckGuard {
+    _entered: Entered,
+    _not_send: PhantomData<*const ()>,
 }

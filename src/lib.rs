@@ -55,7 +55,7 @@ mod macros;
 #[path = "macro_support.rs"]
 pub mod __macro_support;
 pub mod objects;
-pub use crate::check::LeakCheck;
+pub use crate::check::{LeakCheck, LeakCheckGuard, LeakCheckHandle};
 pub use crate::objects::{Tracked, TrackedArc, TrackedWeak};
 
 // -- exporters: pprof and flame graphs --

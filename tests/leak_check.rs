@@ -176,3 +176,37 @@ fn leaky_under_parallel_runner_b() {
     let msg = panic_text(|| check.assert_no_leaks());
     assert!(msg.contains("5 tracked object(s)"), "{msg}");
 }
+
+#[test]
+fn spawned_threads_that_enter_the_check_are_counted() {
+    let check = LeakCheck::new();
+    let handle = check.handle();
+    thread::spawn(move || {
+        let _in = handle.enter();
+        drop(shared_site(50)); // clean
+        std::mem::forget(shared_site(51)); // leaked
+    })
+    .join()
+    .unwrap();
+    // A thread that does not enter is not counted.
+    thread::spawn(|| std::mem::forget(shared_site(52)))
+        .join()
+        .unwrap();
+    assert_eq!(check.live(), 1);
+    let msg = panic_text(|| check.assert_no_leaks());
+    assert!(msg.contains("1 live leak_check::Conn \"conn\""), "{msg}");
+}
+
+#[test]
+fn a_handle_outliving_its_check_counts_nothing() {
+    let handle = LeakCheck::new().handle(); // the check ends here
+    let later = LeakCheck::new();
+    thread::spawn(move || {
+        let _in = handle.enter();
+        std::mem::forget(shared_site(60));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(later.live(), 0);
+    later.assert_no_leaks();
+}

@@ -327,4 +327,60 @@ mod tests {
             }
         }
     }
+
+    /// Random creates, drops and clock jumps against an exact model: the
+    /// live count is exact, the oldest reported age is within the documented
+    /// bound of the true one, and nothing is left once all are dropped.
+    #[test]
+    fn random_schedule_matches_the_model() {
+        let c = Cohorts::<4>::new();
+        let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut now: u64 = 1 << 40;
+        let mut live: Vec<(u64, usize)> = Vec::new();
+        for step in 0..200_000u32 {
+            let r = next();
+            now += 1 << (r % 34); // 1 ns .. ~8.6 s jumps
+            if r % 7 < 4 || live.is_empty() {
+                let stripe = (r >> 8) as usize % 4;
+                c.inc(now, stripe);
+                live.push((now, stripe));
+            } else {
+                let i = (r >> 16) as usize % live.len();
+                let (birth, stripe) = live.swap_remove(i);
+                c.dec(birth, stripe);
+            }
+            if step % 997 == 0 {
+                let (n, v) = live_at(&c, now);
+                assert_eq!(n, live.len() as i64);
+                assert_eq!(v.iter().map(|x| x.count).sum::<u64>(), live.len() as u64);
+                if let Some(true_oldest) = live.iter().map(|l| now - l.0).max() {
+                    let got = v.iter().map(|x| x.age_ns).max().unwrap();
+                    let bound =
+                        true_oldest + (true_oldest as f64 / 7.875) as u64 + (1 << BASE_SHIFT);
+                    assert!(
+                        got >= true_oldest && got <= bound,
+                        "step {step}: oldest {got} vs true {true_oldest}"
+                    );
+                }
+            }
+        }
+        for (birth, stripe) in live.drain(..) {
+            c.dec(birth, stripe);
+        }
+        let (n, v) = live_at(&c, now);
+        assert_eq!(n, 0);
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    fn live_at(c: &Cohorts<4>, now: u64) -> (i64, Vec<Cohort>) {
+        let mut v = Vec::new();
+        let t = c.read(now, |x| v.push(x));
+        (t, v)
+    }
 }

@@ -24,7 +24,9 @@
 //!
 //! A stable pool (old objects, live count flat, no churn) matches neither:
 //! not growing, and fewer than `MIN_DROPPED` drops (or its drops lived as
-//! long as its live objects).
+//! long as its live objects). A site that mixes a long-lived pool with many
+//! short-lived siblings *is* flagged by (b): give the two kinds separate
+//! `track!` calls.
 
 use core::time::Duration;
 

@@ -167,7 +167,7 @@ static COARSE_TICK_NS: AtomicU64 = AtomicU64::new(0);
 /// Switches tracked objects to a coarse clock: a background thread
 /// (`leakscope-clock`) reads the precise clock every `tick` and `track!`
 /// reads its last value (one load instead of a TSC read, about 20 ns less
-/// per create + drop).
+/// per create + drop). The thread runs until the process exits.
 ///
 /// Lifetimes and ages then have a resolution of `tick` (lifetimes shorter
 /// than a tick read as 0 or 1 tick), and lag when the ticker thread is

@@ -103,6 +103,9 @@ fn enter_slow(ts: &'static TypeState, slot_ix: usize, gen: u32) -> Mark {
     let Some(slot) = SLOTS.get(slot_ix) else {
         return Mark::NONE;
     };
+    if slot.gen.load(Ordering::Acquire) != gen {
+        return Mark::NONE; // the check ended (a stale handle): count nowhere
+    }
     let want = ts as *const TypeState as *mut TypeState;
     let mut entry_ix = OVERFLOW;
     for (i, e) in slot.entries[..MAX_ENTRIES].iter().enumerate() {
@@ -180,6 +183,31 @@ pub(crate) struct Scope {
     prev: u64,
 }
 
+/// Makes an existing scope the current thread's active one (for threads a
+/// test spawns); restores the previous one when dropped. If the scope has
+/// ended, objects created meanwhile are simply not counted (the generation
+/// no longer matches).
+#[derive(Debug)]
+pub(crate) struct Entered {
+    prev: u64,
+}
+
+impl Entered {
+    pub(crate) fn enter(slot_ix: usize, gen: u32) -> Entered {
+        let prev = CURRENT
+            .try_with(|c| c.replace(((slot_ix as u64 + 1) << 32) | u64::from(gen)))
+            .unwrap_or(0);
+        Entered { prev }
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let prev = self.prev;
+        let _ = CURRENT.try_with(|c| c.set(prev));
+    }
+}
+
 /// Why a scope could not start.
 #[derive(Debug)]
 pub(crate) struct Full;
@@ -214,6 +242,11 @@ impl Scope {
             }
         }
         Err(Full)
+    }
+
+    /// `(slot, generation)`: what another thread needs to enter this scope.
+    pub(crate) fn id(&self) -> (usize, u32) {
+        (self.slot_ix, self.gen)
     }
 
     /// `(site, live)` for every entry with live objects; the overflow entry
