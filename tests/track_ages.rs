@@ -164,7 +164,10 @@ fn flags_objects_far_older_than_their_siblings_lifetimes() {
     }
     let s = site("story");
     let why = s.suspected.clone().expect("flagged");
-    assert!(why.contains("3 live object(s) are older than 1m"), "{why}");
+    assert!(
+        why.contains("3 of 3 live object(s) are older than 1s"),
+        "{why}"
+    );
     // A stable pool: old, flat, never churning: not a leak.
     let pool: Vec<_> = (0..5).map(|_| track!(0u32, "pool")).collect();
     advance(16 * HOUR);

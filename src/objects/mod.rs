@@ -337,7 +337,7 @@ pub(crate) fn snapshot_sites(_now_ns: u64) -> Vec<ObjectSite> {
             h.observe(now, s.live, oldest_ns);
             h.growing()
         };
-        let outlived = history::outlived(&s.lifetimes, |threshold| {
+        let outlived = history::outlived(&s.lifetimes, s.live, |threshold| {
             cohorts
                 .iter()
                 .filter(|c| c.0 > threshold)
