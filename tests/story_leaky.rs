@@ -10,7 +10,6 @@ static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::syste
 #[allow(dead_code)]
 mod scenario;
 
-#[allow(dead_code)]
 mod common;
 #[path = "common/story.rs"]
 mod story;

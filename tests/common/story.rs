@@ -63,7 +63,7 @@ pub fn inuse_by_leaf(gz: &[u8]) -> Vec<(String, i64)> {
         *by.entry(name.to_string()).or_default() += s.value[inuse];
     }
     let mut v: Vec<_> = by.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|e| std::cmp::Reverse(e.1));
     v
 }
 
