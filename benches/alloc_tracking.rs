@@ -37,6 +37,18 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // The request mix with sampling off: the fast path's cost alone.
+    leakscope::set_sample_rate(0);
+    let mut g = c.benchmark_group("request_mix");
+    g.bench_function("tracking_rate0", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i += 1;
+            workloads::request(i)
+        })
+    });
+    g.finish();
     leakscope::set_sample_rate(leakscope::alloc::DEFAULT_SAMPLE_RATE);
 }
 

@@ -52,6 +52,18 @@ use self::counters::{Block, SHARED};
 use self::guard::Guard;
 use self::guard::{ThreadState, BUSY, EXITED, FRESH, SLOW, STATE};
 use self::sampler::{current_rate, weight, EPOCH};
+
+/// Makes the calling thread take the slow path on its next allocation, so a
+/// rate or seed change applies to it at once (other threads pick it up
+/// within their next `PEAK_CHECK_BYTES` of allocation).
+pub(crate) fn rearm_current_thread() {
+    let _ = STATE.try_with(|t| {
+        // Consumed bytes stay right: `armed - countdown` is kept.
+        let used = t.armed.get().wrapping_sub(t.countdown.get());
+        t.armed.set(used);
+        t.countdown.set(0);
+    });
+}
 use self::table::{Live, MAX_FRAMES, OVERFLOW_STACK};
 use crate::histogram::{bucket_index, Histogram, BUCKETS};
 use crate::snapshot::{Frame, HeapSite, HeapSnapshot, HeapStats};
@@ -221,7 +233,10 @@ static META_LIVE: AtomicI64 = AtomicI64::new(0);
 #[inline(always)]
 fn should_sample(t: &ThreadState, size: usize) -> bool {
     let c = t.countdown.get().wrapping_sub(size as i64);
-    if c >= 0 && t.epoch.get() == EPOCH.load(Ordering::Relaxed) {
+    // The countdown is armed with at most `PEAK_CHECK_BYTES`, so every
+    // thread reaches the slow path (which notices rate and seed changes)
+    // within 256 KiB of allocation: the fast path reads no global at all.
+    if c >= 0 {
         t.countdown.set(c);
         return false;
     }

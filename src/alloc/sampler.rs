@@ -37,8 +37,9 @@ pub fn sample_rate() -> usize {
 /// Sets the mean number of bytes between samples.
 ///
 /// `0` turns sampling off (exact totals stay on); `1` samples every
-/// allocation (exact per-site numbers, for tests). Threads pick the new rate
-/// up at their next allocation.
+/// allocation (exact per-site numbers, for tests). The calling thread uses
+/// the new rate from its next allocation on; other threads pick it up within
+/// their next 256 KiB of allocation.
 ///
 /// # Examples
 ///
@@ -50,14 +51,17 @@ pub fn sample_rate() -> usize {
 pub fn set_sample_rate(bytes: usize) {
     RATE.store(bytes as u64, Ordering::Relaxed);
     EPOCH.fetch_add(1, Ordering::Release);
+    super::rearm_current_thread();
 }
 
-/// Reseeds every thread's sampling generator from `seed` (threads pick it up
-/// at their next allocation), making sampling decisions repeatable for a
-/// given sequence of allocations on a thread. For tests.
+/// Reseeds every thread's sampling generator from `seed` (the calling
+/// thread at its next allocation, others within 256 KiB of allocation),
+/// making sampling decisions repeatable for a given sequence of allocations
+/// on a thread. For tests.
 pub fn set_sample_seed(seed: u64) {
     SEED.store(seed, Ordering::Relaxed);
     EPOCH.fetch_add(1, Ordering::Release);
+    super::rearm_current_thread();
 }
 
 /// The rate, reading `LEAKSCOPE_SAMPLE_RATE` on first use.
