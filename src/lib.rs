@@ -29,6 +29,34 @@
 //! }
 //! ```
 //!
+//! In a service, serve the debug endpoints and track what you suspect:
+//!
+//! ```no_run
+//! # #[derive(Debug)] struct RequestCtx;
+//! # fn spawn_deadline_timer(_c: leakscope::TrackedArc<RequestCtx>) {}
+//! // /metrics, /debug/pprof/heap, /debug/pprof/allocs, /debug/leaks ... on loopback
+//! let _debug = leakscope::server::serve("127.0.0.1:6060").unwrap();
+//! let ctx = leakscope::track_arc!(RequestCtx, caller = "billing-batch");
+//! spawn_deadline_timer(ctx.clone()); // this clone is a "holder"
+//! ```
+//!
+//! # Features
+//!
+//! - `prometheus` (default): [`prometheus::publish`] into the `metrics`
+//!   facade, [`prometheus::render`], and (with `http`) `prometheus::install`.
+//! - `http` (default): the debug server, [`server::serve`].
+//! - `flamegraph` (default): flame graph SVGs of sampled stacks, via `inferno`.
+//!
+//! The core (allocator, tracked objects, snapshots, pprof) is always built.
+//!
+//! # Background threads
+//!
+//! leakscope starts none unless asked:
+//! - `leakscope-http` (one tokio current-thread runtime) and up to two
+//!   `leakscope-http-worker` threads, while a [`server::Server`] runs;
+//! - `leakscope-metrics`, the publisher behind `prometheus::install`;
+//! - `leakscope-clock`, only after [`objects::use_coarse_clock`].
+//!
 //! # Safety model
 //!
 //! The allocator path never panics, never takes a lock on the unsampled path,
