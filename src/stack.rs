@@ -159,9 +159,12 @@ fn trim(frames: Vec<Frame>) -> Vec<Frame> {
         .position(|f| !is_own_frame(&f.function))
         .unwrap_or(frames.len());
     let rest = &frames[own..];
+    // Then the standard library's plumbing, and leakscope's own wrappers
+    // called through it (e.g. a `track_arc!` site registering itself), up
+    // to the first frame of the user's code.
     let user = rest
         .iter()
-        .position(|f| !is_std_frame(f))
+        .position(|f| !is_std_frame(f) && !is_own_frame(&f.function))
         // Everything is std (e.g. a thread's own start-up): keep it.
         .unwrap_or(0);
     // std internals inlined into the user's function share its address and
@@ -213,6 +216,7 @@ mod tests {
                 Some("/rustc/abc/library/alloc/src/vec/spec_from_elem.rs".into()),
                 Some(53),
             ),
+            f("leakscope::objects::site::Site::register"),
             f("myapp::handler"),
             f("std::rt::lang_start"),
         ]);
