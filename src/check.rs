@@ -185,19 +185,10 @@ impl LeakCheck {
                     .unwrap_or_default(),
             );
             for l in site.labels.iter().take(5) {
-                let _ = writeln!(out, "      {}={}: {} live", l.key, l.value, l.live);
+                let _ = writeln!(out, "      {l}");
             }
             for h in site.holders.iter().take(8) {
-                let _ = writeln!(
-                    out,
-                    "      held at {}:{}: {} live handle(s){}",
-                    h.file,
-                    h.line,
-                    h.live,
-                    h.oldest_age
-                        .map(|a| format!(" for up to {}", fmt_duration(a)))
-                        .unwrap_or_default()
-                );
+                let _ = writeln!(out, "      {h}");
             }
         }
         Some(out)

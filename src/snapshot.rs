@@ -277,6 +277,28 @@ pub struct Holder {
     pub oldest_age: Option<Duration>,
 }
 
+impl fmt::Display for LabelCount {
+    /// `caller=billing-batch: 401 live`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}: {} live", self.key, self.value, self.live)
+    }
+}
+
+impl fmt::Display for Holder {
+    /// `held at src/timer.rs:31: 4920 live handle(s) for up to 16h40m`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "held at {}:{}: {} live handle(s)",
+            self.file, self.line, self.live
+        )?;
+        if let Some(a) = self.oldest_age {
+            write!(f, " for up to {}", fmt_duration(a))?;
+        }
+        Ok(())
+    }
+}
+
 fn ser_opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.serialize_some(&d.as_secs_f64()),
@@ -459,19 +481,10 @@ fn write_objects(f: &mut fmt::Formatter<'_>, objects: &[ObjectSite]) -> fmt::Res
             writeln!(f, "      SUSPECTED LEAK: {why}")?;
         }
         for l in o.labels.iter().filter(|l| l.live > 0).take(5) {
-            writeln!(f, "      {}={}: {} live", l.key, l.value, l.live)?;
+            writeln!(f, "      {l}")?;
         }
         for h in o.holders.iter().filter(|h| h.live > 0).take(5) {
-            writeln!(
-                f,
-                "      held at {}:{}: {} live handle(s){}",
-                h.file,
-                h.line,
-                h.live,
-                h.oldest_age
-                    .map(|a| format!(" for up to {}", fmt_duration(a)))
-                    .unwrap_or_default()
-            )?;
+            writeln!(f, "      {h}")?;
         }
     }
     if sites.len() > REPORT_TOP {
