@@ -22,11 +22,11 @@ use crate::snapshot::Frame;
 #[inline(never)]
 pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
     let mut n = 0;
-    // SAFETY: `trace_unsynchronized` is unsafe only because some platforms'
+    // `trace_unsynchronized` is unsafe only because some platforms'
     // unwinders (dbghelp on Windows) are not thread-safe without the crate's
     // lock. On the Unix targets leakscope supports it uses the system
-    // unwinder (`_Unwind_Backtrace`), which is thread-safe; the callback
-    // only writes into `buf` within bounds.
+    // unwinder (`_Unwind_Backtrace`).
+    // SAFETY: that unwinder is thread-safe; the callback writes within `buf`.
     unsafe {
         backtrace::trace_unsynchronized(|frame| {
             if n < MAX_FRAMES {
