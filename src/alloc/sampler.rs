@@ -84,7 +84,10 @@ fn init_rate() -> u64 {
 }
 
 /// Reads `LEAKSCOPE_SAMPLE_RATE` with `getenv` (no allocation, usable inside
-/// the allocator). Accepts a plain byte count; anything else is ignored.
+/// the allocator): a byte count, optionally with a binary unit (`65536`,
+/// `64k`, `64KiB`, `1M`, `1MiB`, `1g`). A value that does not parse is
+/// reported once on stderr (written with `write(2)`, no allocation) and the
+/// default is used.
 fn env_rate() -> Option<u64> {
     // SAFETY: the name is a valid NUL-terminated C string; `getenv` returns
     // null or a pointer to a NUL-terminated string owned by the environment.
@@ -95,22 +98,37 @@ fn env_rate() -> Option<u64> {
     // SAFETY: `p` is non-null and points to a NUL-terminated string (above);
     // we only read it before returning.
     let s = unsafe { core::ffi::CStr::from_ptr(p) };
-    parse_rate(s.to_bytes())
+    let rate = parse_rate(s.to_bytes());
+    if rate.is_none() {
+        const MSG: &[u8] = b"leakscope: ignoring LEAKSCOPE_SAMPLE_RATE (want bytes, e.g. 524288 or 512KiB); using 512KiB\n";
+        // SAFETY: writes `MSG.len()` bytes from a valid static buffer to fd
+        // 2; a failed or short write is harmless and ignored.
+        let _ = unsafe { libc::write(2, MSG.as_ptr().cast(), MSG.len()) };
+    }
+    rate
 }
 
+/// Parses a byte count with an optional binary unit (k/K/KiB, m/M/MiB,
+/// g/G/GiB). `None` for anything else, including overflow.
 fn parse_rate(b: &[u8]) -> Option<u64> {
     let b = b.trim_ascii();
-    if b.is_empty() || b.len() > 19 {
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
         return None;
     }
     let mut v: u64 = 0;
-    for &c in b {
-        if !c.is_ascii_digit() {
-            return None;
-        }
+    for &c in &b[..digits] {
         v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
     }
-    Some(v)
+    let unit = b[digits..].trim_ascii_start();
+    let mul: u64 = match unit {
+        b"" | b"b" | b"B" => 1,
+        b"k" | b"K" | b"KiB" | b"kiB" => 1 << 10,
+        b"m" | b"M" | b"MiB" => 1 << 20,
+        b"g" | b"G" | b"GiB" => 1 << 30,
+        _ => return None,
+    };
+    v.checked_mul(mul)
 }
 
 /// Re-reads rate and seed after an epoch change; returns a fresh countdown
@@ -183,10 +201,16 @@ mod tests {
         assert_eq!(parse_rate(b"4096"), Some(4096));
         assert_eq!(parse_rate(b" 1 "), Some(1));
         assert_eq!(parse_rate(b"0"), Some(0));
+        assert_eq!(parse_rate(b"64k"), Some(65536));
+        assert_eq!(parse_rate(b"512 KiB"), Some(524_288));
+        assert_eq!(parse_rate(b"1MiB"), Some(1 << 20));
+        assert_eq!(parse_rate(b"2g"), Some(2 << 30));
         assert_eq!(parse_rate(b"-5"), None);
-        assert_eq!(parse_rate(b"1k"), None);
+        assert_eq!(parse_rate(b"1kb"), None);
+        assert_eq!(parse_rate(b"k"), None);
         assert_eq!(parse_rate(b""), None);
         assert_eq!(parse_rate(b"99999999999999999999"), None);
+        assert_eq!(parse_rate(b"9999999999999999999G"), None);
     }
 
     #[test]
