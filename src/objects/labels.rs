@@ -46,6 +46,13 @@ struct Entry {
 // after an Acquire load saw READY, and never written again.
 unsafe impl Sync for Entry {}
 
+// Unwind safety: `bytes` is the only state outside atomics. It is written
+// once, by a write that cannot panic, before READY is published, and only
+// read after READY: a caught panic can never expose a half-written value.
+// Without this, `UnsafeCell` would make every `TypeState` and so every
+// `Tracked<T>`/`TrackedArc<T>` `!UnwindSafe`, whatever `T` is.
+impl core::panic::RefUnwindSafe for Entry {}
+
 /// The per-site label table.
 pub(crate) struct LabelTable {
     entries: Box<[Entry]>,
