@@ -37,8 +37,12 @@
 //!   `L ≥ 1` only when its level-`L-1` slot was retagged a full lap (64 finer
 //!   epochs = 8 epochs of level `L`) later, so the objects are at least
 //!   `7.875 × width(L)` old and the relative error is at most 1/7.875 (< 13%).
-//! - Tags are 32-bit laps: level 0 wraps after 2^38 epochs (9 years); a
-//!   count is an `i32` (at most 2^31 live objects born in one slot's epoch).
+//! - Tags are 32-bit laps compared as signed differences, so the horizon
+//!   is 2^31 level-0 laps, about 4.5 years of `CLOCK_MONOTONIC` uptime:
+//!   beyond it new objects land one level up (counts stay exact, age
+//!   resolution drops from ~1 ms to ~8 ms), and a site idle for longer
+//!   than that reports its old objects' ages wrongly. A count is an `i32`
+//!   (at most 2^31 live objects born in one slot's epoch).
 
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
