@@ -49,7 +49,33 @@ struct Sym {
 
 const MAX_CACHED_ADDRS: usize = 64 * 1024;
 
-static CACHE: Mutex<Option<HashMap<usize, Vec<Sym>>>> = Mutex::new(None);
+type SymbolCache = Option<HashMap<usize, Vec<Sym>>>;
+
+static CACHE: Mutex<SymbolCache> = Mutex::new(None);
+
+/// The symbol cache's guard, held by the forking thread across `fork()`.
+struct ForkHeld(core::cell::UnsafeCell<Option<std::sync::MutexGuard<'static, SymbolCache>>>);
+
+// SAFETY: only `fork_prepare` and `fork_release` touch the cell, and
+// `pthread_atfork` runs them one after the other on the forking thread.
+unsafe impl Sync for ForkHeld {}
+
+static FORK_HELD: ForkHeld = ForkHeld(core::cell::UnsafeCell::new(None));
+
+/// Takes the symbol cache's mutex before `fork()` (see
+/// `alloc::table::register_fork_handlers`), so a child forked while another
+/// thread symbolizes does not inherit it locked.
+pub(crate) fn fork_prepare() {
+    let g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: see `ForkHeld`: only the forking thread touches the cell.
+    unsafe { *FORK_HELD.0.get() = Some(g) };
+}
+
+/// Releases what [`fork_prepare`] took, in the parent and in the child.
+pub(crate) fn fork_release() {
+    // SAFETY: see `ForkHeld`.
+    unsafe { drop((*FORK_HELD.0.get()).take()) };
+}
 
 /// Symbolizes return addresses (innermost first) into frames, trimming
 /// leakscope's own frames and the allocation shims so the first frame is the

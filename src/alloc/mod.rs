@@ -211,6 +211,7 @@ fn init_thread(t: &ThreadState) {
     // Registering the exit hook may allocate (thread-local destructor list).
     let _g = Guard::enter();
     counters::mark_active();
+    table::register_fork_handlers();
     let keep = t.flags.get() & BUSY;
     if EXIT_HOOK.try_with(|_| ()).is_err() {
         // Thread-local teardown has begun: count into the shared block.

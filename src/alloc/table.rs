@@ -166,6 +166,47 @@ pub(crate) fn lock() -> MutexGuard<'static, Tables> {
     TABLES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The tables' guard, held by the forking thread across `fork()`.
+struct ForkHeld(core::cell::UnsafeCell<Option<MutexGuard<'static, Tables>>>);
+
+// SAFETY: the cell is only touched by `before_fork` and `after_fork`, which
+// `pthread_atfork` runs one after the other on the thread calling `fork()`
+// (and `fork()` calls are serialized by libc's own fork lock).
+unsafe impl Sync for ForkHeld {}
+
+static FORK_HELD: ForkHeld = ForkHeld(core::cell::UnsafeCell::new(None));
+
+/// `fork()` copies only the calling thread: if another thread held the
+/// tables' mutex at that moment, the child's copy would stay locked forever
+/// and its next sampled allocation or free would hang. So the forking thread
+/// takes the mutex before the fork (waiting out any short critical section)
+/// and both parent and child release it afterwards.
+extern "C" fn before_fork() {
+    // Lock order: the symbol cache, then the tables (no thread ever holds
+    // the tables while waiting for the cache).
+    crate::stack::fork_prepare();
+    let g = lock();
+    // SAFETY: see `ForkHeld`: only the forking thread touches the cell.
+    unsafe { *FORK_HELD.0.get() = Some(g) };
+}
+
+extern "C" fn after_fork() {
+    // SAFETY: see `ForkHeld`; dropping the guard unlocks the mutex (in the
+    // child, the only thread, so no waiter can be lost).
+    unsafe { drop((*FORK_HELD.0.get()).take()) };
+    crate::stack::fork_release();
+}
+
+/// Registers the fork handlers once per process.
+pub(crate) fn register_fork_handlers() {
+    static DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if !DONE.swap(true, Ordering::AcqRel) {
+        // SAFETY: the handlers are `extern "C"` functions valid for the whole
+        // program; they neither allocate nor unwind.
+        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+    }
+}
+
 fn hash_stack(ips: &[usize]) -> u64 {
     // FxHash-style fold; never 0 (0 marks empty slots).
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
