@@ -21,7 +21,7 @@ fn child(round: usize) -> ! {
     }
     // A snapshot takes the symbol cache's lock too (a parent thread is
     // symbolizing in a loop).
-    if round % 20 == 0 {
+    if round.is_multiple_of(20) {
         black_box(leakscope::snapshot());
     }
     let s = leakscope::heap_stats();
