@@ -98,6 +98,11 @@ pub mod prometheus;
 pub mod server;
 
 pub use crate::alloc::{sample_rate, set_sample_rate, TrackingAllocator};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 pub use crate::snapshot::{
     Frame, HeapSite, HeapSnapshot, HeapStats, Holder, LabelCount, ObjectSite, Snapshot,
 };
