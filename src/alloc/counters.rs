@@ -160,6 +160,11 @@ pub(crate) fn release(b: &'static Block) {
     b.in_use.store(false, Ordering::Release);
 }
 
+/// Whether the allocator is installed and has counted anything.
+pub(crate) fn is_active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
 /// Marks the allocator as in use (for threads counting into [`SHARED`]).
 pub(crate) fn mark_active() {
     ACTIVE.store(true, Ordering::Relaxed);
@@ -174,7 +179,6 @@ pub(crate) struct Totals {
     pub(crate) alloc_bytes: u64,
     pub(crate) freed_bytes: u64,
     pub(crate) peak: u64,
-    pub(crate) active: bool,
 }
 
 /// Sums every block. Exact at a quiet point.
@@ -196,7 +200,6 @@ pub(crate) fn totals() -> Totals {
     // An exact reading can exceed the published approximation: keep it.
     PEAK.fetch_max(live, Ordering::Relaxed);
     t.peak = PEAK.load(Ordering::Relaxed);
-    t.active = ACTIVE.load(Ordering::Relaxed);
     t
 }
 

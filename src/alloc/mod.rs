@@ -552,7 +552,7 @@ fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
         samples: stats.samples,
         dropped_samples: stats.dropped_samples,
         metadata_bytes: stats.metadata_bytes,
-        allocator_active: counters::totals().active,
+        allocator_active: counters::is_active(),
         sites,
     }
 }

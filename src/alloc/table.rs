@@ -288,9 +288,7 @@ impl Tables {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             // Not live-tracked: count it as freed now so the per-stack
             // live estimate (allocated - freed) is not inflated forever.
-            let agg = self.agg_mut(e.stack);
-            agg.freed_objects += e.weight;
-            agg.freed_bytes += e.weight * e.size as f64;
+            self.record_moved(&e);
             return false;
         }
         let mask = MAX_LIVE - 1;
