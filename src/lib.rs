@@ -74,6 +74,7 @@ pub mod clock;
 pub mod histogram;
 pub mod snapshot;
 mod stack;
+mod unwind;
 
 // -- tracked objects (track!, track_arc!, LeakCheck) --
 mod check;

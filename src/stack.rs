@@ -21,6 +21,9 @@ use crate::snapshot::Frame;
 /// number of frames written. Never allocates.
 #[inline(never)]
 pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
+    if let Some(n) = crate::unwind::capture(buf) {
+        return n;
+    }
     let mut n = 0;
     // `trace_unsynchronized` is unsafe only because some platforms'
     // unwinders (dbghelp on Windows) are not thread-safe without the crate's

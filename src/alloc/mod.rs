@@ -447,6 +447,7 @@ pub(crate) fn heap_stats() -> HeapStats {
         samples: table::SAMPLES.load(Ordering::Relaxed),
         live_samples,
         dropped_samples: table::DROPPED.load(Ordering::Relaxed),
+        system_unwinds: crate::unwind::counts().1,
         metadata_bytes: metadata_bytes(),
     }
 }
@@ -551,6 +552,7 @@ fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
         sample_rate: stats.sample_rate,
         samples: stats.samples,
         dropped_samples: stats.dropped_samples,
+        system_unwinds: stats.system_unwinds,
         metadata_bytes: stats.metadata_bytes,
         allocator_active: counters::is_active(),
         sites,
