@@ -13,15 +13,23 @@
 //!
 //! The guard is one bit of the thread's `flags`, in the same
 //! `const`-initialised thread-local (no destructor, so readable during and
-//! after thread-local teardown) as the rest of the thread's allocator state,
-//! so the fast path tests a single byte: zero means "this thread owns a
-//! counter block, is not inside leakscope, and is not exiting".
+//! after thread-local teardown) as the rest of the thread's allocator state.
+//!
+//! The fast paths do not read `flags` at all: they test the sign of the
+//! sampling countdown, kept under this invariant:
+//!
+//! **`countdown >= 0` only while `flags == 0`** (the thread owns a counter
+//! block, is not inside leakscope, and is not exiting). Every other state
+//! parks the countdown at [`PARKED`], far below zero, so any allocation or
+//! free takes the slow path, which reads `flags`. An owner whose countdown
+//! runs out takes the same slow path (sampling decision, re-arm).
 //!
 //! ```text
 //!  flags:  FRESH|SLOW ──first alloc──► 0 (owns a block)  ──exit hook──► EXITED|SLOW
 //!              │                                                          ▲
 //!              └──── pool empty ────► SLOW (shared block, atomic adds) ───┘
-//!  BUSY is or-ed in while a Guard is held, in any state.
+//!  BUSY is or-ed in while a Guard is held, in any state; the guard parks
+//!  the countdown and gives it back when it is dropped.
 //! ```
 
 use core::cell::Cell;
@@ -37,12 +45,17 @@ pub(crate) const FRESH: u8 = 4;
 /// The thread's exit hook ran.
 pub(crate) const EXITED: u8 = 8;
 
+/// The countdown of a thread not on the fast path. Subtracting any real
+/// size (below 2^57 bytes: no address space is larger) keeps it negative
+/// without wrapping.
+pub(crate) const PARKED: i64 = i64::MIN / 2;
+
 /// The calling thread's allocator state.
 pub(crate) struct ThreadState {
     pub(crate) flags: Cell<u8>,
     pub(crate) block: Cell<&'static Block>,
     /// Bytes left until the next slow-path visit (`min(sample_left,
-    /// PEAK_CHECK_BYTES)` when armed).
+    /// PEAK_CHECK_BYTES)` when armed); [`PARKED`] off the fast path.
     pub(crate) countdown: Cell<i64>,
     /// What `countdown` was armed with.
     pub(crate) armed: Cell<i64>,
@@ -61,8 +74,8 @@ thread_local! {
         ThreadState {
             flags: Cell::new(FRESH | SLOW),
             block: Cell::new(&SHARED),
-            countdown: Cell::new(0),
-            armed: Cell::new(0),
+            countdown: Cell::new(PARKED),
+            armed: Cell::new(PARKED),
             sample_left: Cell::new(0),
             since_peak: Cell::new(0),
             epoch: Cell::new(0),
@@ -77,6 +90,8 @@ thread_local! {
 #[must_use = "the guard is released when dropped"]
 pub(crate) struct Guard {
     was_set: bool,
+    /// The countdown parked while the guard is held.
+    saved: i64,
 }
 
 impl Guard {
@@ -84,14 +99,17 @@ impl Guard {
     /// Nested guards are fine: only the outermost one clears the flag.
     #[inline]
     pub(crate) fn enter() -> Guard {
-        let was_set = STATE
+        let (was_set, saved) = STATE
             .try_with(|t| {
                 let f = t.flags.get();
+                if f & BUSY != 0 {
+                    return (true, PARKED);
+                }
                 t.flags.set(f | BUSY);
-                f & BUSY != 0
+                (false, t.countdown.replace(PARKED))
             })
-            .unwrap_or(true);
-        Guard { was_set }
+            .unwrap_or((true, PARKED));
+        Guard { was_set, saved }
     }
 }
 
@@ -99,7 +117,13 @@ impl Drop for Guard {
     #[inline]
     fn drop(&mut self) {
         if !self.was_set {
-            let _ = STATE.try_with(|t| t.flags.set(t.flags.get() & !BUSY));
+            let _ = STATE.try_with(|t| {
+                let f = t.flags.get() & !BUSY;
+                t.flags.set(f);
+                // Only an owner gets its countdown back (the state may have
+                // changed while the guard was held).
+                t.countdown.set(if f == 0 { self.saved } else { PARKED });
+            });
         }
     }
 }

@@ -50,7 +50,7 @@ pub use self::sampler::{sample_rate, set_sample_rate, set_sample_seed, DEFAULT_S
 
 use self::counters::{Block, SHARED};
 use self::guard::Guard;
-use self::guard::{ThreadState, BUSY, EXITED, FRESH, SLOW, STATE};
+use self::guard::{ThreadState, BUSY, EXITED, FRESH, PARKED, SLOW, STATE};
 use self::sampler::{current_rate, weight, EPOCH};
 
 /// Makes the calling thread take the slow path on its next allocation, so a
@@ -58,10 +58,14 @@ use self::sampler::{current_rate, weight, EPOCH};
 /// within their next `PEAK_CHECK_BYTES` of allocation).
 pub(crate) fn rearm_current_thread() {
     let _ = STATE.try_with(|t| {
-        // Consumed bytes stay right: `armed - countdown` is kept.
-        let used = t.armed.get().wrapping_sub(t.countdown.get());
-        t.armed.set(used);
-        t.countdown.set(0);
+        // A parked countdown stays parked (see `guard.rs`): that thread is
+        // off the fast path and meets the new rate on its next slow path.
+        if t.countdown.get() >= 0 {
+            // Consumed bytes stay right: `armed - countdown` is kept.
+            let used = t.armed.get().wrapping_sub(t.countdown.get());
+            t.armed.set(used);
+            t.countdown.set(0);
+        }
     });
 }
 use self::table::{Live, MAX_FRAMES, OVERFLOW_STACK};
@@ -120,7 +124,13 @@ impl<A> TrackingAllocator<A> {
 // ones the caller gets. The bookkeeping around the calls never touches the
 // block's memory, never panics and never allocates through `self`.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
-    #[inline]
+    // Not inlined into the allocator shim: inlined, the bookkeeping grows
+    // every std function that allocates in the crate that declares the
+    // `#[global_allocator]` (`RawVecInner::try_allocate_in`, say) past
+    // LLVM's inlining threshold, and the user's own code gets slower. The
+    // shim tail-calls this function instead (measured: 71 extra
+    // instructions per op on the churn benchmark inlined, 29 not).
+    #[inline(never)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         debug_assert!(layout.size() != 0);
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract (non-zero size).
@@ -131,7 +141,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
         p
     }
 
-    #[inline]
+    #[inline(never)]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         debug_assert!(layout.size() != 0);
         // SAFETY: as for `alloc`; zeroing is the inner allocator's (calloc).
@@ -200,6 +210,7 @@ impl Drop for ExitHook {
             }
             t.block.set(&SHARED);
             t.flags.set((f & BUSY) | SLOW | EXITED);
+            t.countdown.set(PARKED);
         });
     }
 }
@@ -208,57 +219,58 @@ impl Drop for ExitHook {
 #[cold]
 #[inline(never)]
 fn init_thread(t: &ThreadState) {
-    // Registering the exit hook may allocate (thread-local destructor list).
-    let _g = Guard::enter();
-    counters::mark_active();
-    table::register_fork_handlers();
+    let taken = {
+        // Registering the exit hook may allocate (thread-local destructor list).
+        let _g = Guard::enter();
+        counters::mark_active();
+        table::register_fork_handlers();
+        if EXIT_HOOK.try_with(|_| ()).is_err() {
+            // Thread-local teardown has begun: count into the shared block.
+            None
+        } else {
+            Some(counters::acquire())
+        }
+    };
+    // After the guard is gone, so that it cannot restore a stale state. The
+    // countdown stays parked (and `armed` with it, so the first slow path
+    // counts only the allocation at hand) until the slow path arms it.
     let keep = t.flags.get() & BUSY;
-    if EXIT_HOOK.try_with(|_| ()).is_err() {
-        // Thread-local teardown has begun: count into the shared block.
-        t.flags.set(keep | SLOW | EXITED);
-        return;
-    }
-    match counters::acquire() {
-        Some(b) => {
+    match taken {
+        None => t.flags.set(keep | SLOW | EXITED),
+        Some(Some(b)) => {
             t.block.set(b);
+            t.armed.set(PARKED);
             t.flags.set(keep);
         }
-        None => t.flags.set(keep | SLOW),
+        Some(None) => t.flags.set(keep | SLOW),
     }
 }
 
 /// leakscope's own live bytes allocated under the guard (metadata).
 static META_LIVE: AtomicI64 = AtomicI64::new(0);
 
-/// Subtracts `size` from the countdown; `true` when this allocation is sampled.
-#[inline(always)]
-fn should_sample(t: &ThreadState, size: usize) -> bool {
-    let c = t.countdown.get().wrapping_sub(size as i64);
-    // The countdown is armed with at most `PEAK_CHECK_BYTES`, so every
-    // thread reaches the slow path (which notices rate and seed changes)
-    // within 256 KiB of allocation: the fast path reads no global at all.
-    if c >= 0 {
-        t.countdown.set(c);
-        return false;
-    }
-    sample_decision_slow(t, size)
-}
-
-/// The slow path of the countdown: decides whether this allocation is
-/// sampled, checks the peak every `PEAK_CHECK_BYTES`, and re-arms.
+/// The slow path's sampling decision for an allocation of `size` bytes:
+/// whether it is sampled. Checks the peak every `PEAK_CHECK_BYTES` and, for a
+/// thread on the fast path, re-arms the countdown; other threads' stays
+/// parked (see `guard.rs`).
 #[cold]
 #[inline(never)]
 fn sample_decision_slow(t: &ThreadState, size: usize) -> bool {
     let size = size as i64;
+    let owner = t.flags.get() == 0;
+    // Bytes allocated since the countdown was armed, this one included (a
+    // parked countdown is re-decided on every allocation).
+    let consumed = if owner {
+        t.armed
+            .get()
+            .wrapping_sub(t.countdown.get())
+            .wrapping_add(size)
+    } else {
+        size
+    };
     let epoch = EPOCH.load(Ordering::Acquire);
     let rate = current_rate();
     let mut rng = t.rng.get();
-    // Bytes allocated since the countdown was armed, this one included.
-    let consumed = t
-        .armed
-        .get()
-        .wrapping_sub(t.countdown.get())
-        .wrapping_add(size);
     let mut left = if t.epoch.get() != epoch {
         // New rate or seed (or the thread's first allocation): start afresh.
         t.epoch.set(epoch);
@@ -282,82 +294,110 @@ fn sample_decision_slow(t: &ThreadState, size: usize) -> bool {
     } else {
         t.since_peak.set(since);
     }
-    let arm = left.min(counters::PEAK_CHECK_BYTES);
-    t.armed.set(arm);
-    t.countdown.set(arm);
+    if owner {
+        let arm = left.clamp(0, counters::PEAK_CHECK_BYTES);
+        t.armed.set(arm);
+        t.countdown.set(arm);
+    }
     sampled
 }
 
-/// The common case: this thread owns its block and is not inside leakscope.
+/// The fast path: one thread-local countdown test and two plain adds to the
+/// thread's own counter block. Everything else is `alloc_slow`.
 #[inline(always)]
 fn on_alloc(p: *mut u8, size: usize) {
-    let sampled = STATE.try_with(|t| {
-        if t.flags.get() != 0 {
-            return on_alloc_slow(t, size);
+    let fast = STATE.try_with(|t| {
+        // No wrap: see `guard::PARKED`.
+        let c = t.countdown.get().wrapping_sub(size as i64);
+        if c >= 0 {
+            t.countdown.set(c);
+            t.block.get().on_alloc(size as u64);
         }
-        t.block.get().on_alloc(size as u64);
-        should_sample(t, size)
+        c >= 0
+    });
+    if fast != Ok(true) {
+        alloc_slow(p, size);
+    }
+}
+
+/// Guarded, first, shared-block or exiting allocations, and the allocation
+/// that runs a fast-path thread's countdown out.
+#[cold]
+#[inline(never)]
+fn alloc_slow(p: *mut u8, size: usize) {
+    let sampled = STATE.try_with(|t| {
+        let f = t.flags.get();
+        if f & BUSY != 0 {
+            META_LIVE.fetch_add(size as i64, Ordering::Relaxed);
+            return false;
+        }
+        if f & FRESH != 0 {
+            init_thread(t);
+        }
+        if t.flags.get() == 0 {
+            t.block.get().on_alloc(size as u64);
+        } else {
+            SHARED.on_alloc_shared(size as u64);
+        }
+        sample_decision_slow(t, size)
     });
     if let Ok(true) = sampled {
         record_sample(p as usize, size as u64, None);
     }
 }
 
-/// Guarded, first, shared-block or exiting allocations.
-#[cold]
-#[inline(never)]
-fn on_alloc_slow(t: &ThreadState, size: usize) -> bool {
-    let f = t.flags.get();
-    if f & BUSY != 0 {
-        META_LIVE.fetch_add(size as i64, Ordering::Relaxed);
-        return false;
-    }
-    if f & FRESH != 0 {
-        init_thread(t);
-        if t.flags.get() == 0 {
-            t.block.get().on_alloc(size as u64);
-            return should_sample(t, size);
-        }
-    }
-    SHARED.on_alloc_shared(size as u64);
-    should_sample(t, size)
-}
-
+/// The fast path of a free: the countdown's sign says "fast-path thread",
+/// then two plain adds and one load of the sampled-block filter.
 #[inline(always)]
 fn on_free(p: *mut u8, size: usize) {
-    let counted = STATE.try_with(|t| {
-        let f = t.flags.get();
-        if f == 0 {
+    let fast = STATE.try_with(|t| {
+        let owner = t.countdown.get() >= 0;
+        if owner {
             t.block.get().on_free(size as u64);
-            true
-        } else if f & BUSY != 0 {
-            META_LIVE.fetch_sub(size as i64, Ordering::Relaxed);
-            false
-        } else {
-            SHARED.on_free_shared(size as u64);
-            true
         }
+        owner
     });
-    if counted != Ok(false) && table::maybe_sampled(p as usize) {
+    if fast != Ok(true) && !free_slow(size) {
+        return; // leakscope's own memory: never sampled
+    }
+    if table::maybe_sampled(p as usize) {
         free_sample(p as usize);
     }
 }
 
+/// Counts a free off the fast path; `false` for leakscope's own memory.
+#[cold]
+#[inline(never)]
+fn free_slow(size: usize) -> bool {
+    STATE
+        .try_with(|t| {
+            let f = t.flags.get();
+            if f & BUSY != 0 {
+                META_LIVE.fetch_sub(size as i64, Ordering::Relaxed);
+                false
+            } else if f == 0 {
+                // Owns a block, countdown not armed yet.
+                t.block.get().on_free(size as u64);
+                true
+            } else {
+                SHARED.on_free_shared(size as u64);
+                true
+            }
+        })
+        .unwrap_or(true)
+}
+
 #[inline(always)]
 fn on_realloc(q: *mut u8, old: usize, new: usize, taken: Option<Live>) {
-    let sampled = STATE
-        .try_with(|t| {
-            if t.flags.get() == 0 {
-                t.block.get().on_realloc(old as u64, new as u64);
-            } else {
-                if t.flags.get() & FRESH != 0 {
-                    init_thread(t);
-                }
-                SHARED.on_realloc_shared(old as u64, new as u64);
-            }
-            should_sample(t, new)
-        })
-        .unwrap_or(false);
+    let fast = STATE.try_with(|t| {
+        let c = t.countdown.get().wrapping_sub(new as i64);
+        if c >= 0 {
+            t.countdown.set(c);
+            t.block.get().on_realloc(old as u64, new as u64);
+        }
+        c >= 0
+    });
+    let sampled = fast != Ok(true) && realloc_slow(old, new);
     match (taken, sampled) {
         (None, false) => {}
         (None, true) => record_sample(q as usize, new as u64, None),
@@ -368,6 +408,26 @@ fn on_realloc(q: *mut u8, old: usize, new: usize, taken: Option<Live>) {
         }
         (Some(e), false) => moved_sample(&e),
     }
+}
+
+/// Counts a realloc off the fast path (never under the guard: `realloc`
+/// checks that first); whether the new block is sampled.
+#[cold]
+#[inline(never)]
+fn realloc_slow(old: usize, new: usize) -> bool {
+    STATE
+        .try_with(|t| {
+            if t.flags.get() & FRESH != 0 {
+                init_thread(t);
+            }
+            if t.flags.get() == 0 {
+                t.block.get().on_realloc(old as u64, new as u64);
+            } else {
+                SHARED.on_realloc_shared(old as u64, new as u64);
+            }
+            sample_decision_slow(t, new)
+        })
+        .unwrap_or(false)
 }
 
 /// The sampled path: capture the stack (before taking the lock), then
