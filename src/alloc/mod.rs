@@ -154,11 +154,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Forget a sampled block before its address can be handed out again.
-        on_free(ptr, layout.size());
-        // SAFETY: the caller guarantees `ptr` was allocated by this allocator
-        // (hence by `inner`) with `layout`.
-        unsafe { self.inner.dealloc(ptr, layout) }
+        if on_free(ptr, layout.size()) {
+            // SAFETY: the caller guarantees `ptr` was allocated by this
+            // allocator (hence by `inner`) with `layout`.
+            unsafe { self.inner.dealloc(ptr, layout) }
+        } else {
+            // SAFETY: as above; the cold path forwards to `inner.dealloc`.
+            unsafe { free_slow(&self.inner, ptr, layout) }
+        }
     }
 
     #[inline]
@@ -347,9 +350,11 @@ fn alloc_slow(p: *mut u8, size: usize) {
 }
 
 /// The fast path of a free: the countdown's sign says "fast-path thread",
-/// then two plain adds and one load of the sampled-block filter.
+/// then two plain adds and one load of the sampled-block filter. `false`
+/// sends the free to `free_slow`, which also hands the block back: the
+/// fast path then ends in a tail call either way, with no stack frame.
 #[inline(always)]
-fn on_free(p: *mut u8, size: usize) {
+fn on_free(p: *mut u8, size: usize) -> bool {
     let fast = STATE.try_with(|t| {
         let owner = t.countdown.get() >= 0;
         if owner {
@@ -357,20 +362,25 @@ fn on_free(p: *mut u8, size: usize) {
         }
         owner
     });
-    if fast != Ok(true) && !free_slow(size) {
-        return; // leakscope's own memory: never sampled
-    }
-    if table::maybe_sampled(p as usize) {
-        free_sample(p as usize);
-    }
+    fast == Ok(true) && !table::maybe_sampled(p as usize)
 }
 
-/// Counts a free off the fast path; `false` for leakscope's own memory.
+/// A free off the fast path, or of a block that may be a live sample:
+/// counted if not yet (leakscope's own memory as metadata, never sampled),
+/// the sample forgotten, then the block handed to the inner allocator (after:
+/// its address cannot be reused before the sample is forgotten).
+///
+/// # Safety
+/// `GlobalAlloc::dealloc`'s contract for `inner`, `p` and `layout`.
 #[cold]
 #[inline(never)]
-fn free_slow(size: usize) -> bool {
-    STATE
+unsafe fn free_slow<A: GlobalAlloc>(inner: &A, p: *mut u8, layout: Layout) {
+    let size = layout.size();
+    let counted = STATE
         .try_with(|t| {
+            if t.countdown.get() >= 0 {
+                return true; // counted by the fast path: only the filter hit
+            }
             let f = t.flags.get();
             if f & BUSY != 0 {
                 META_LIVE.fetch_sub(size as i64, Ordering::Relaxed);
@@ -384,7 +394,12 @@ fn free_slow(size: usize) -> bool {
                 true
             }
         })
-        .unwrap_or(true)
+        .unwrap_or(true);
+    if counted && table::maybe_sampled(p as usize) {
+        free_sample(p as usize);
+    }
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { inner.dealloc(p, layout) }
 }
 
 #[inline(always)]
