@@ -23,6 +23,9 @@
 //!   `[sp, stack top)`, so a wrong rule can truncate a stack, never crash.
 //!   A thread on a stack that is not its own (a coroutine, a signal stack)
 //!   falls back.
+//! - The walk needs more stack than the system unwinder (CFI is evaluated
+//!   in fixed-size arrays on the stack): with less than `MIN_FREE_STACK`
+//!   left below the caller, it falls back.
 //! - Unwind caches (rule cache plus gimli's evaluation context, fixed size,
 //!   `MustNotAllocateDuringUnwind`) live in `SLOTS` slots taken with a
 //!   try-lock; when all are taken, the walk falls back. Nothing here waits,
@@ -89,6 +92,12 @@ mod imp {
     /// fall back for good: each replaced list stays allocated.
     const MAX_BUILDS: u32 = 8;
 
+    /// Stack a walk may need below the caller's frame: gimli evaluates CFI
+    /// in fixed-size arrays on the stack (16.5 KiB measured in a release
+    /// build, several times that unoptimised), against about 5 KiB for the
+    /// system unwinder. With less free stack than this, fall back.
+    const MIN_FREE_STACK: usize = 128 * 1024;
+
     /// Number of unwind caches: concurrent walks beyond it fall back.
     const SLOTS: usize = 4;
 
@@ -136,8 +145,9 @@ mod imp {
             );
         }
         let (lo, hi) = stack_bounds()?;
-        if (sp as usize) < lo || (sp as usize) >= hi {
-            return None; // not on this thread's own stack
+        if (sp as usize) < lo.saturating_add(MIN_FREE_STACK) || (sp as usize) >= hi {
+            // Not on this thread's own stack, or too close to its end.
+            return None;
         }
         let built = current_modules()?;
         let slot = CACHES
