@@ -1,10 +1,11 @@
 //! Stack capture (allocator path) and lazy, cached symbolization (snapshot
 //! path).
 //!
-//! Capture walks the stack with `backtrace::trace_unsynchronized` into a
-//! fixed buffer: no allocation, no lock (the synchronized variant takes a
-//! global lock that a user's own `backtrace` call may hold while it
-//! allocates). Symbolization happens only when a snapshot is read, under the
+//! Capture walks the stack into a fixed buffer with leakscope's caching
+//! unwinder (`crate::unwind`), or, when that cannot walk, with
+//! `backtrace::trace_unsynchronized`: no allocation, no lock (the
+//! synchronized variant takes a global lock that a user's own `backtrace`
+//! call may hold while it allocates). Symbolization happens only when a snapshot is read, under the
 //! re-entrancy guard, so the memory the DWARF reader uses is leakscope's
 //! metadata and never appears in the user's totals, sites or profiles.
 //! Results are cached per address in a bounded map (cleared when it reaches

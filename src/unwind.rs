@@ -1,12 +1,21 @@
-//! A caching DWARF unwinder for the sampled path (Linux, x86_64).
+//! A caching DWARF unwinder for the sampled path (Linux, x86_64, glibc).
 //!
 //! The system unwinder (`_Unwind_Backtrace`, what `backtrace` calls) finds
 //! and interprets each frame's CFI afresh on every walk: about 2,400
 //! instructions a frame, 2.8 µs for a typical sampled stack, which at the
-//! default sampling rate alone cost 5% on allocation-heavy code. Here the
-//! walk uses `framehop`, which reads the same `.eh_frame` CFI straight from
-//! the loaded images and caches the rule found for each return address, so
-//! a frame it has seen before costs a cache probe and one or two stack reads.
+//! default sampling rate alone cost 5% on allocation-heavy code. This one
+//! reads the same `.eh_frame` CFI in place from the loaded images (parsed
+//! with `gimli`), reduces each frame's CFI row to a small rule (CFA = SP or
+//! BP + offset, return address and saved BP at fixed offsets from the CFA)
+//! and caches the rule per return address, so a frame it has seen costs a
+//! hash probe and one or two bounds-checked stack reads.
+//!
+//! The rule cache is hand-written because it is the hot path and the
+//! obvious crate for this, `framehop`, caches rules in a fixed 509-slot
+//! direct-mapped table: two return addresses of one stack that collide
+//! there evict each other on every walk (about one stack in five), and each
+//! miss re-parses the CFI. Measured with it: 2,800 ns per sample on the
+//! churn benchmark; with this cache (4096 slots, 4-way): see ARCHITECTURE.md.
 //!
 //! Everything that can go wrong falls back to the system unwinder (the
 //! caller sees `None`) rather than guessing:
@@ -21,15 +30,15 @@
 //! - Stack reads are bounds-checked against the calling thread's stack, read
 //!   once per thread with `pthread_getattr_np`: a walk never reads outside
 //!   `[sp, stack top)`, so a wrong rule can truncate a stack, never crash.
-//!   A thread on a stack that is not its own (a coroutine, a signal stack)
-//!   falls back.
-//! - The walk needs more stack than the system unwinder (CFI is evaluated
-//!   in fixed-size arrays on the stack): with less than `MIN_FREE_STACK`
-//!   left below the caller, it falls back.
-//! - Unwind caches (rule cache plus gimli's evaluation context, fixed size,
-//!   `MustNotAllocateDuringUnwind`) live in `SLOTS` slots taken with a
-//!   try-lock; when all are taken, the walk falls back. Nothing here waits,
-//!   so nothing here can deadlock, including in a child after `fork()`.
+//!   A thread on a stack that is not its own (a coroutine, a signal stack),
+//!   or with less than `MIN_FREE_STACK` left, falls back.
+//! - A CFI row that does not reduce to such a rule (a DWARF expression, a
+//!   register saved in another register) ends the walk there; a walk that
+//!   stops after fewer than `MIN_FRAMES` frames falls back.
+//! - Caches (rules plus gimli's fixed-size evaluation context: nothing is
+//!   allocated while walking) live in `SLOTS` slots taken with a try-lock;
+//!   when all are taken, the walk falls back. Nothing here waits, so nothing
+//!   here can deadlock, including in a child after `fork()`.
 //!
 //! Why not frame pointers: Rust code is built without them by default, and
 //! a frame-pointer walk over code without them silently skips callers.
@@ -63,23 +72,51 @@ static FALLBACK: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::
 #[cfg(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"))]
 mod imp {
     use core::cell::Cell;
-    use core::ops::Range;
     use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 
-    use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
-    use framehop::{ExplicitModuleSectionInfo, Module, MustNotAllocateDuringUnwind, Unwinder};
+    use gimli::{
+        BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, ParsedEhFrameHdr,
+        Register, RegisterRule, UnwindContext, UnwindContextStorage, UnwindSection, UnwindTableRow,
+        X86_64,
+    };
 
     use super::{FALLBACK, FAST, MAX_FRAMES};
 
-    type Policy = MustNotAllocateDuringUnwind;
-    type Unw = UnwinderX86_64<&'static [u8], Policy>;
-    type Cache = CacheX86_64<Policy>;
+    type Slice = EndianSlice<'static, LittleEndian>;
+
+    /// gimli's row storage in fixed arrays, so evaluating CFI never
+    /// allocates. x86_64 CFI rows name a handful of registers (the
+    /// callee-saved ones and the return address); a row with more fails to
+    /// evaluate and the walk stops there.
+    struct FixedStore;
+
+    impl<T: gimli::ReaderOffset> UnwindContextStorage<T> for FixedStore {
+        type Rules = [(Register, RegisterRule<T>); 24];
+        type Stack = [UnwindTableRow<T, Self>; 4];
+    }
+
+    type Context = UnwindContext<usize, FixedStore>;
+
+    /// One loaded object's unwind data, read in place.
+    struct Module {
+        /// Executable range, actual addresses.
+        start: u64,
+        end: u64,
+        /// Load bias: actual address = stated address + bias.
+        bias: u64,
+        hdr: ParsedEhFrameHdr<Slice>,
+        eh_frame: EhFrame<Slice>,
+        bases: BaseAddresses,
+    }
 
     /// A module list and the loader counters it was built under.
     struct Built {
-        unwinder: Unw,
+        /// Sorted by `start`.
+        modules: Vec<Module>,
         adds: u64,
         subs: u64,
+        /// Which build this is (caches remember it).
+        id: u32,
     }
 
     /// The current module list (never freed once published).
@@ -92,14 +129,77 @@ mod imp {
     /// fall back for good: each replaced list stays allocated.
     const MAX_BUILDS: u32 = 8;
 
-    /// Stack a walk may need below the caller's frame: gimli evaluates CFI
-    /// in fixed-size arrays on the stack (16.5 KiB measured in a release
-    /// build, several times that unoptimised), against about 5 KiB for the
-    /// system unwinder. With less free stack than this, fall back.
+    /// Number of caches: concurrent walks beyond it fall back.
+    const SLOTS: usize = 4;
+    /// Rules cached per slot (4-way set associative).
+    const WAYS: usize = 4;
+    const SETS: usize = 1024;
+
+    /// Free stack a walk insists on below the caller's frame. A walk uses
+    /// about 4 KiB in a release build (gimli evaluates CFI into the
+    /// heap-allocated context, rows are small), more unoptimised; the
+    /// margin is for the rest of the sampled path. With less, fall back to
+    /// the system unwinder (about 5 KiB).
     const MIN_FREE_STACK: usize = 128 * 1024;
 
-    /// Number of unwind caches: concurrent walks beyond it fall back.
-    const SLOTS: usize = 4;
+    /// A walk shorter than this is suspect: fall back.
+    const MIN_FRAMES: usize = 3;
+
+    /// How to find the caller's frame from a frame, all offsets in bytes.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Rule {
+        /// CFA = (BP if `cfa_bp` else SP) + `cfa_off`.
+        cfa_bp: bool,
+        cfa_off: i32,
+        /// The return address is at CFA + `ra_off`; `None`: no caller.
+        ra_off: Option<i32>,
+        /// The caller's BP is at CFA + `bp_off`; `None`: unchanged.
+        bp_off: Option<i32>,
+    }
+
+    #[derive(Clone, Copy)]
+    struct Entry {
+        /// Lookup address; 0 = empty.
+        addr: u64,
+        rule: Rule,
+    }
+
+    const EMPTY: Entry = Entry {
+        addr: 0,
+        rule: Rule {
+            cfa_bp: false,
+            cfa_off: 0,
+            ra_off: None,
+            bp_off: None,
+        },
+    };
+
+    struct Cache {
+        /// The module build the rules came from.
+        build: u32,
+        /// Round-robin victim per set.
+        next: [u8; SETS],
+        entries: [[Entry; WAYS]; SETS],
+        ctx: Context,
+    }
+
+    impl Cache {
+        fn lookup(&self, addr: u64) -> Option<Rule> {
+            let set = &self.entries[set_of(addr)];
+            set.iter().find(|e| e.addr == addr).map(|e| e.rule)
+        }
+
+        fn insert(&mut self, addr: u64, rule: Rule) {
+            let i = set_of(addr);
+            let way = self.next[i] as usize % WAYS;
+            self.next[i] = self.next[i].wrapping_add(1);
+            self.entries[i][way] = Entry { addr, rule };
+        }
+    }
+
+    fn set_of(addr: u64) -> usize {
+        (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % SETS
+    }
 
     struct Slot {
         busy: AtomicBool,
@@ -153,56 +253,136 @@ mod imp {
         let slot = CACHES
             .iter()
             .find(|s| !s.busy.swap(true, Ordering::Acquire))?;
-        let n = walk_with(built, slot, buf, ip, sp, bp, hi);
+        let n = with_cache(slot, built.id, |cache| {
+            walk_frames(built, cache, buf, (ip, sp, bp), hi as u64)
+        });
         slot.busy.store(false, Ordering::Release);
-        n
+        n.filter(|&n| n >= MIN_FRAMES)
     }
 
-    fn walk_with(
+    /// Runs `f` with the slot's cache (created on first use, under the
+    /// caller's guard, so it is metadata; emptied when the module list
+    /// changed).
+    fn with_cache<R>(slot: &Slot, build: u32, f: impl FnOnce(&mut Cache) -> R) -> R {
+        let mut p = slot.cache.load(Ordering::Relaxed);
+        if p.is_null() {
+            p = Box::into_raw(Box::new(Cache {
+                build,
+                next: [0; SETS],
+                entries: [[EMPTY; WAYS]; SETS],
+                ctx: UnwindContext::new_in(),
+            }));
+            slot.cache.store(p, Ordering::Relaxed);
+        }
+        // SAFETY: the caller swapped `busy` from false to true, so it has the
+        // slot, and its cache (allocated above or earlier and never freed),
+        // to itself until it stores false.
+        let cache = unsafe { &mut *p };
+        if cache.build != build {
+            cache.entries = [[EMPTY; WAYS]; SETS];
+            cache.build = build;
+        }
+        f(cache)
+    }
+
+    /// Walks from the registers `(ip, sp, bp)` of `walk`'s own frame.
+    fn walk_frames(
         built: &Built,
-        slot: &Slot,
+        cache: &mut Cache,
         buf: &mut [usize; MAX_FRAMES],
-        ip: u64,
-        sp: u64,
-        bp: u64,
-        hi: usize,
+        (mut ip, mut sp, mut bp): (u64, u64, u64),
+        hi: u64,
     ) -> Option<usize> {
-        let mut cache = slot.cache.load(Ordering::Relaxed);
-        if cache.is_null() {
-            // First use of this slot (under the caller's guard: metadata).
-            cache = Box::into_raw(Box::new(Cache::new_in()));
-            slot.cache.store(cache, Ordering::Relaxed);
-        }
-        // SAFETY: `busy` was swapped from false to true by this thread, so it
-        // has the slot (and its cache, allocated above or earlier and never
-        // freed) to itself until it stores false.
-        let cache = unsafe { &mut *cache };
-        let lo = sp;
-        let hi = hi as u64;
-        let mut read = |addr: u64| -> Result<u64, ()> {
-            if addr < lo || addr > hi.saturating_sub(8) || !addr.is_multiple_of(8) {
-                return Err(());
+        // Readable: from the walk's own frame to the top of the stack.
+        let floor = sp;
+        let read = move |addr: u64| -> Option<u64> {
+            if addr < floor || addr > hi.saturating_sub(8) || !addr.is_multiple_of(8) {
+                return None;
             }
-            // SAFETY: `[lo, hi)` is this thread's stack from the current
-            // stack pointer to its top: mapped and readable while this frame
+            // SAFETY: `[floor, hi)` is this thread's stack from the walk's
+            // own frame to its top: mapped and readable while this frame
             // runs; the address is aligned and the 8 bytes lie inside it.
-            Ok(unsafe { core::ptr::read_volatile(addr as *const u64) })
+            Some(unsafe { core::ptr::read_volatile(addr as *const u64) })
         };
-        let regs = UnwindRegsX86_64::new(ip, sp, bp);
-        let mut it = built.unwinder.iter_frames(ip, regs, cache, &mut read);
         let mut n = 0;
-        while n < MAX_FRAMES {
-            match it.next() {
-                Ok(Some(f)) => {
-                    buf[n] = f.address() as usize;
-                    n += 1;
-                }
-                // The root (CFI says: no caller) or a stack read out of
-                // bounds (the walk left this thread's stack): done.
-                Ok(None) | Err(_) => break,
+        // The first address is an instruction pointer (look it up as is);
+        // the others are return addresses (look up the call, one before).
+        let mut lookup = ip;
+        loop {
+            buf[n] = ip as usize;
+            n += 1;
+            if n == MAX_FRAMES {
+                return Some(n);
             }
+            let rule = match cache.lookup(lookup) {
+                Some(r) => r,
+                None => {
+                    let r = find_rule(built, &mut cache.ctx, lookup)?;
+                    cache.insert(lookup, r);
+                    r
+                }
+            };
+            let base = if rule.cfa_bp { bp } else { sp };
+            let cfa = base.checked_add_signed(rule.cfa_off as i64)?;
+            let Some(ra_off) = rule.ra_off else {
+                return Some(n); // the root: CFI says there is no caller
+            };
+            let ra = read(cfa.checked_add_signed(ra_off as i64)?)?;
+            if let Some(off) = rule.bp_off {
+                bp = read(cfa.checked_add_signed(off as i64)?)?;
+            }
+            // Callers' frames lie strictly above: no loops.
+            if cfa <= sp || ra == 0 {
+                return Some(n);
+            }
+            sp = cfa;
+            ip = ra;
+            lookup = ra - 1;
         }
-        (n > 1).then_some(n)
+    }
+
+    /// Finds `addr`'s module and reduces its CFI row to a [`Rule`].
+    fn find_rule(built: &Built, ctx: &mut Context, addr: u64) -> Option<Rule> {
+        let i = built.modules.partition_point(|m| m.start <= addr);
+        let m = built.modules.get(i.checked_sub(1)?)?;
+        if addr >= m.end {
+            return None;
+        }
+        let svma = addr - m.bias;
+        let table = m.hdr.table()?;
+        let row = table
+            .unwind_info_for_address(&m.eh_frame, &m.bases, ctx, svma, EhFrame::cie_from_offset)
+            .ok()?;
+        to_rule(row)
+    }
+
+    fn to_rule<S: UnwindContextStorage<usize>>(row: &UnwindTableRow<usize, S>) -> Option<Rule> {
+        let (cfa_bp, cfa_off) = match row.cfa() {
+            CfaRule::RegisterAndOffset { register, offset } if *register == X86_64::RSP => {
+                (false, i32::try_from(*offset).ok()?)
+            }
+            CfaRule::RegisterAndOffset { register, offset } if *register == X86_64::RBP => {
+                (true, i32::try_from(*offset).ok()?)
+            }
+            _ => return None,
+        };
+        // `None` from `register`: no rule in this row (the default).
+        let ra_off = match row.register(X86_64::RA) {
+            Some(RegisterRule::Undefined) => None, // the outermost frame
+            Some(RegisterRule::Offset(o)) => Some(i32::try_from(o).ok()?),
+            _ => return None,
+        };
+        let bp_off = match row.register(X86_64::RBP) {
+            None | Some(RegisterRule::Undefined | RegisterRule::SameValue) => None,
+            Some(RegisterRule::Offset(o)) => Some(i32::try_from(o).ok()?),
+            _ => return None,
+        };
+        Some(Rule {
+            cfa_bp,
+            cfa_off,
+            ra_off,
+            bp_off,
+        })
     }
 
     /// This thread's stack bounds, read once per thread.
@@ -254,21 +434,13 @@ mod imp {
         if BUILDS.load(Ordering::Relaxed) >= MAX_BUILDS || BUILDING.swap(true, Ordering::Acquire) {
             return None;
         }
-        BUILDS.fetch_add(1, Ordering::Relaxed);
-        let fresh = Box::into_raw(Box::new(build(adds, subs)));
+        let id = BUILDS.fetch_add(1, Ordering::Relaxed) + 1;
+        let fresh = Box::into_raw(Box::new(build(adds, subs, id)));
         BUILT.store(fresh, Ordering::Release);
         BUILDING.store(false, Ordering::Release);
-        // The list just built may already be stale (a dlopen meanwhile):
-        // the next walk notices. This one uses it only if it is current.
         // SAFETY: just leaked above, never freed.
         let b = unsafe { &*fresh };
-        (b.adds == adds && b.subs == subs && !b.unwinder_is_empty()).then_some(b)
-    }
-
-    impl Built {
-        fn unwinder_is_empty(&self) -> bool {
-            self.unwinder.max_known_code_address() == 0
-        }
+        (!b.modules.is_empty()).then_some(b)
     }
 
     /// glibc's counts of objects loaded and unloaded so far.
@@ -296,7 +468,7 @@ mod imp {
     }
 
     /// Builds the module list from every loaded object's `PT_GNU_EH_FRAME`.
-    fn build(adds: u64, subs: u64) -> Built {
+    fn build(adds: u64, subs: u64, id: u32) -> Built {
         unsafe extern "C" fn each(
             info: *mut libc::dl_phdr_info,
             _size: libc::size_t,
@@ -304,24 +476,29 @@ mod imp {
         ) -> libc::c_int {
             // SAFETY: glibc passes a valid `info` whose program headers are
             // mapped while the callback runs (and while the object stays
-            // loaded); `data` is the caller's unwinder.
+            // loaded); `data` is the caller's module list.
             unsafe {
-                let unw = &mut *(data as *mut Unw);
+                let list = &mut *(data as *mut Vec<Module>);
                 if let Some(m) = module_of(&*info) {
-                    unw.add_module(m);
+                    list.push(m);
                 }
             }
             0
         }
-        let mut unwinder = Unw::new();
-        // SAFETY: the callback only touches `unwinder`, which outlives the call.
+        let mut modules: Vec<Module> = Vec::new();
+        // SAFETY: the callback only touches `modules`, which outlives the call.
         unsafe {
-            libc::dl_iterate_phdr(Some(each), &mut unwinder as *mut Unw as *mut libc::c_void)
+            libc::dl_iterate_phdr(
+                Some(each),
+                &mut modules as *mut Vec<Module> as *mut libc::c_void,
+            )
         };
+        modules.sort_by_key(|m| m.start);
         Built {
-            unwinder,
+            modules,
             adds,
             subs,
+            id,
         }
     }
 
@@ -330,7 +507,7 @@ mod imp {
     /// # Safety
     /// `info` must come from `dl_iterate_phdr`: its program headers and the
     /// segments they describe are mapped.
-    unsafe fn module_of(info: &libc::dl_phdr_info) -> Option<Module<&'static [u8]>> {
+    unsafe fn module_of(info: &libc::dl_phdr_info) -> Option<Module> {
         if info.dlpi_phdr.is_null() {
             return None;
         }
@@ -338,14 +515,14 @@ mod imp {
         // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers.
         let phdrs =
             unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
-        let mut text: Option<Range<u64>> = None;
-        let mut hdr: Option<Range<u64>> = None;
+        let mut text: Option<(u64, u64)> = None;
+        let mut hdr: Option<(u64, u64)> = None;
         for p in phdrs {
-            let r = p.p_vaddr..p.p_vaddr.checked_add(p.p_memsz)?;
+            let r = (p.p_vaddr, p.p_vaddr.checked_add(p.p_memsz)?);
             if p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_X != 0 {
                 text = Some(match text {
                     None => r,
-                    Some(t) => t.start.min(r.start)..t.end.max(r.end),
+                    Some(t) => (t.0.min(r.0), t.1.max(r.1)),
                 });
             } else if p.p_type == libc::PT_GNU_EH_FRAME {
                 hdr = Some(r);
@@ -355,14 +532,14 @@ mod imp {
         // SAFETY: PT_GNU_EH_FRAME is mapped (it lies in a loaded segment).
         let hdr_bytes: &'static [u8] = unsafe {
             core::slice::from_raw_parts(
-                (bias + hdr.start) as *const u8,
-                (hdr.end - hdr.start) as usize,
+                bias.checked_add(hdr.0)? as *const u8,
+                (hdr.1 - hdr.0) as usize,
             )
         };
-        let eh_start = eh_frame_svma(hdr_bytes, hdr.start)?;
+        let eh_start = eh_frame_svma(hdr_bytes, hdr.0)?;
         // `.eh_frame`'s length is not recorded in the header: it runs to the
-        // end of the loaded segment that holds it, at most (it ends with a
-        // zero terminator, and lookups go through the header's table).
+        // end of the loaded segment that holds it, at most (lookups go
+        // through the header's table, and each entry has its length).
         let seg = phdrs.iter().find(|p| {
             p.p_type == libc::PT_LOAD
                 && p.p_vaddr <= eh_start
@@ -373,21 +550,28 @@ mod imp {
         // contents, mapped while the object is loaded.
         let eh_bytes: &'static [u8] = unsafe {
             core::slice::from_raw_parts(
-                (bias + eh_start) as *const u8,
+                bias.checked_add(eh_start)? as *const u8,
                 (eh_end - eh_start) as usize,
             )
         };
-        let section_info = ExplicitModuleSectionInfo {
-            base_svma: 0,
-            text_svma: Some(text.clone()),
-            eh_frame_svma: Some(eh_start..eh_end),
-            eh_frame: Some(eh_bytes),
-            eh_frame_hdr_svma: Some(hdr.clone()),
-            eh_frame_hdr: Some(hdr_bytes),
-            ..Default::default()
-        };
-        let avma = bias + text.start..bias + text.end;
-        Some(Module::new(String::new(), avma, bias, section_info))
+        let bases = BaseAddresses::default()
+            .set_eh_frame_hdr(hdr.0)
+            .set_eh_frame(eh_start)
+            .set_text(text.0);
+        let parsed = EhFrameHdr::new(hdr_bytes, LittleEndian)
+            .parse(&bases, 8)
+            .ok()?;
+        parsed.table()?; // no search table: not worth a linear scan
+        let mut eh_frame = EhFrame::new(eh_bytes, LittleEndian);
+        eh_frame.set_address_size(8);
+        Some(Module {
+            start: bias.checked_add(text.0)?,
+            end: bias.checked_add(text.1)?,
+            bias,
+            hdr: parsed,
+            eh_frame,
+            bases,
+        })
     }
 
     /// Where `.eh_frame` starts, from `.eh_frame_hdr`'s `eh_frame_ptr`
@@ -398,10 +582,10 @@ mod imp {
         }
         let enc = hdr[1];
         let field = hdr_svma + 4;
-        let (value, _) = match enc & 0x0f {
-            0x03 => (u32::from_le_bytes(hdr[4..8].try_into().ok()?) as i64, 4),
-            0x0b => (i32::from_le_bytes(hdr[4..8].try_into().ok()?) as i64, 4),
-            0x04 | 0x0c if hdr.len() >= 12 => (i64::from_le_bytes(hdr[4..12].try_into().ok()?), 8),
+        let value = match enc & 0x0f {
+            0x03 => u32::from_le_bytes(hdr[4..8].try_into().ok()?) as i64,
+            0x0b => i32::from_le_bytes(hdr[4..8].try_into().ok()?) as i64,
+            0x04 | 0x0c if hdr.len() >= 12 => i64::from_le_bytes(hdr[4..12].try_into().ok()?),
             _ => return None,
         };
         match enc & 0x70 {
