@@ -1,12 +1,14 @@
 //! What `track!` and `TrackedArc` add to a hot path.
 //!
 //! - `create_drop`: `Box::new` + drop (baseline) vs `track!(Box::new(..))` +
-//!   drop, on one thread and on 2 threads sharing one site.
+//!   drop, on one thread and on 2 threads sharing one site, with the
+//!   default clock (`CLOCK_MONOTONIC_COARSE`).
 //! - `arc_clone_drop`: `Arc::clone` + drop (baseline) vs `TrackedArc::clone`
 //!   + drop, on one thread and on 2 threads cloning one object.
-//!
-//! - `create_drop_coarse_clock`: the same after
-//!   `objects::use_coarse_clock(1 ms)` (runs last: the switch is global).
+//! - `create_drop_precise_clock`: `track!` after
+//!   `objects::use_precise_clock()` (TSC), then
+//!   `create_drop_ticker_clock`: after `objects::use_coarse_clock(1 ms)`.
+//!   These run last: the switches are process-wide.
 //!
 //! The 2-thread cases report the time per operation *per thread* (each
 //! thread runs `iters` operations; the wall time is divided by `iters`).
@@ -96,10 +98,9 @@ fn arc_clone_drop(c: &mut Criterion) {
     g.finish();
 }
 
-/// Last: switches the process to the coarse clock for good.
-fn create_drop_coarse_clock(c: &mut Criterion) {
-    leakscope::objects::use_coarse_clock(Duration::from_millis(1)).expect("ticker thread");
-    let mut g = c.benchmark_group("create_drop_coarse_clock");
+/// The same `track!` and clone cases on the clock in use.
+fn clock_group(c: &mut Criterion, name: &str) {
+    let mut g = c.benchmark_group(name);
     g.bench_function("box", |b| {
         b.iter(|| drop(black_box(Box::new(black_box(7u64)))))
     });
@@ -122,10 +123,23 @@ fn create_drop_coarse_clock(c: &mut Criterion) {
     g.finish();
 }
 
+/// After the default-clock groups: switches the process to the TSC.
+fn create_drop_precise_clock(c: &mut Criterion) {
+    leakscope::objects::use_precise_clock();
+    clock_group(c, "create_drop_precise_clock");
+}
+
+/// Last: switches the process to the ticker clock for good.
+fn create_drop_ticker_clock(c: &mut Criterion) {
+    leakscope::objects::use_coarse_clock(Duration::from_millis(1)).expect("ticker thread");
+    clock_group(c, "create_drop_ticker_clock");
+}
+
 criterion_group!(
     benches,
     create_drop,
     arc_clone_drop,
-    create_drop_coarse_clock
+    create_drop_precise_clock,
+    create_drop_ticker_clock
 );
 criterion_main!(benches);
