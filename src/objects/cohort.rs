@@ -234,6 +234,7 @@ impl<const S: usize> Cohorts<S> {
     }
 
     /// Another thread's drop of an object counted in `row`.
+    #[inline(never)]
     fn remote_add(&self, row: &OwnedRow, e: u64, n: i32) {
         let idx = (e % SLOTS as u64) as usize;
         let lap = (e / SLOTS as u64) as u32;
@@ -262,6 +263,7 @@ impl<const S: usize> Cohorts<S> {
 
     /// Adds `n` to the chain of epoch `e` (at `level`) or its ancestors, on
     /// the shared rows (level 0: the shared row) with CAS.
+    #[inline(never)]
     fn add(&self, mut level: usize, mut e: u64, n: i32) {
         loop {
             if level >= LEVELS {

@@ -11,23 +11,41 @@
 //!
 //! Each macro call expands to one `static` site, registered on first use
 //! (one per tracked type when the call is in a generic function). The hot
-//! path is one load and a `TypeId` compare, then a clock read and one CAS
-//! on create, a clock read, one CAS and two `fetch_add`s on drop. No lock,
-//! no allocation (except the first use of a site, label value or holder).
-//! Those atomics live in per-thread *stripes* (8 per site, assigned round
-//! robin), so threads at one site do not share cache lines.
+//! path is one load and a `TypeId` compare, then on create a clock read
+//! and a load + store of this thread's cohort slot, on drop a clock read,
+//! a load + store of the slot and two of the lifetime histogram. No lock,
+//! no `lock`-prefixed instruction, no allocation (except the first use of a
+//! site, label value or holder).
+//!
+//! Those counters live in per-thread *stripes*: each thread owns one of 16
+//! stripe ids while it lives (recycled when it exits), so its writes need
+//! no read-modify-write and threads at one site share no cache line. An
+//! object dropped on another thread than the one that created it costs one
+//! CAS on a "remote" word of the creator's stripe. Threads beyond 16 at a
+//! time count on a shared stripe with atomic read-modify-writes
+//! ([`stripe_overflows`] says how many did).
 //!
 //! # Time
 //!
-//! Births and drops are stamped with the TSC, read inline with
-//! [`quanta`](https://docs.rs/quanta)'s calibration (~11 ns here, where
-//! `clock_gettime` costs ~24 ns), anchored to [`crate::clock::now_ns`] and
-//! shifted by [`crate::clock::advance`], so tests can age objects. Where
-//! quanta finds no invariant TSC it reads the OS monotonic clock. Lifetimes
-//! have nanosecond resolution (8 ns: the low bits hold the stripe); live
-//! ages are counted in birth-time cohorts: at most 1.05 ms too old under
-//! 67 ms, at most 1/7.875 too old beyond. For the hottest paths,
-//! [`use_coarse_clock`] trades resolution for ~20-30 ns per create + drop.
+//! Births and drops read `CLOCK_MONOTONIC_COARSE` by default: the kernel's
+//! time of the last timer tick, read through the vDSO in about 5 ns (a
+//! precise `clock_gettime` costs ~24 ns on the VM this was measured on, a
+//! TSC read ~10 ns). It shares `CLOCK_MONOTONIC`'s time base and lags it by
+//! less than one tick, [`clock_resolution`] (`clock_getres`, typically
+//! 1-4 ms). Every reading adds [`crate::clock::advance`]'s offset, so tests
+//! can age objects. No thread is started. Error bounds, with `r` =
+//! [`clock_resolution`]:
+//!
+//! - a lifetime reads as whole ticks and is off by less than `r` either
+//!   way (shorter lifetimes mostly read 0);
+//! - snapshots read `CLOCK_MONOTONIC`, so a live object's reported age is
+//!   never less than its true age `t`, and at most `r` + 1.05 ms more
+//!   under 67 ms, at most `r` + (`t` + `r`) / 7.875 (about 13%) more beyond
+//!   (the cohorts, see `cohort.rs`).
+//!
+//! [`use_precise_clock`] switches to the TSC (32 ns resolution, ~10 ns more
+//! per create + drop here); [`use_coarse_clock`] to a ticker thread (one
+//! load per read, resolution = its tick).
 //!
 //! # Limits
 //!
@@ -267,8 +285,9 @@ pub(crate) fn read_now_ns() -> u64 {
     }
 }
 
-/// The precise (TSC) clock without the test offset.
-#[inline]
+/// The precise (TSC) clock without the test offset (out of line: it is
+/// the opt-in clock, and keeping it out keeps the default path short).
+#[inline(never)]
 fn precise_ns() -> u64 {
     let c = match CLOCK.get() {
         Some(c) => c,
@@ -372,8 +391,9 @@ pub(crate) fn read_site(ts: &site::TypeState, now: u64) -> (ObjectSite, Vec<(u64
 /// Reads every registered site into snapshot records, updates each site's
 /// history and flags suspected leaks (see `history.rs` for the rules).
 ///
-/// Ages are measured on the objects' own clock (read here), which agrees
-/// with `_now_ns` up to TSC calibration drift.
+/// Ages are measured against [`read_now_ns`]: `CLOCK_MONOTONIC` (the
+/// caller's `_now_ns` time base), or the TSC clock after
+/// [`use_precise_clock`] (which agrees with it up to calibration drift).
 pub(crate) fn snapshot_sites(_now_ns: u64) -> Vec<ObjectSite> {
     let now = read_now_ns();
     let mut out = Vec::new();

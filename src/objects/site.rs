@@ -211,8 +211,13 @@ impl TypeState {
     pub(crate) fn record_lifetime(&self, ns: u64, mine: usize) {
         match self.lifetimes.get(mine) {
             Some(h) if mine < OWNED => h.0.record_ns_exclusive(ns),
-            _ => self.lifetimes[OWNED].0.record_ns(ns),
+            _ => self.record_shared(ns),
         }
+    }
+
+    #[inline(never)]
+    fn record_shared(&self, ns: u64) {
+        self.lifetimes[OWNED].0.record_ns(ns);
     }
 
     /// All stripes' lifetimes, merged.
