@@ -10,6 +10,11 @@
 //!   `create_drop_ticker_clock`: after `objects::use_coarse_clock(1 ms)`.
 //!   These run last: the switches are process-wide.
 //!
+//! - `contention`: `track!(u64)` (no allocation, so the allocator's own
+//!   cross-thread behaviour stays out) on one thread, on 2 threads at one
+//!   site, and on 2 threads at two sites. Equal times mean sharing a site
+//!   costs nothing.
+//!
 //! The 2-thread cases report the time per operation *per thread* (each
 //! thread runs `iters` operations; the wall time is divided by `iters`).
 
@@ -64,6 +69,50 @@ fn create_drop(c: &mut Criterion) {
             on_two_threads(iters, |n| {
                 for _ in 0..n {
                     drop(black_box(tracked_box(black_box(7))));
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+#[inline(never)]
+fn tracked_u64(v: u64) -> Tracked<u64> {
+    track!(v)
+}
+
+#[inline(never)]
+fn tracked_u64_elsewhere(v: u64) -> Tracked<u64> {
+    track!(v)
+}
+
+fn contention(c: &mut Criterion) {
+    let mut g = c.benchmark_group("contention");
+    g.bench_function("track_u64", |b| {
+        b.iter(|| drop(black_box(tracked_u64(black_box(7)))))
+    });
+    g.bench_function("track_u64_2_threads_one_site", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, |n| {
+                for _ in 0..n {
+                    drop(black_box(tracked_u64(black_box(7))));
+                }
+            })
+        })
+    });
+    g.bench_function("track_u64_2_threads_two_sites", |b| {
+        b.iter_custom(|iters| {
+            let turn = std::sync::atomic::AtomicUsize::new(0);
+            on_two_threads(iters, |n| {
+                let first = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
+                if first {
+                    for _ in 0..n {
+                        drop(black_box(tracked_u64(black_box(7))));
+                    }
+                } else {
+                    for _ in 0..n {
+                        drop(black_box(tracked_u64_elsewhere(black_box(7))));
+                    }
                 }
             })
         })
@@ -138,6 +187,7 @@ fn create_drop_ticker_clock(c: &mut Criterion) {
 criterion_group!(
     benches,
     create_drop,
+    contention,
     arc_clone_drop,
     create_drop_precise_clock,
     create_drop_ticker_clock
