@@ -16,7 +16,7 @@
 //! unpublished box if the winner registered the same type), then pushes it
 //! on the global list with a CAS loop. Nobody ever waits for another thread.
 //! `TypeState`s are leaked on purpose: they live as long as the program,
-//! one per (callsite, type) that ran, about 11 KiB each (plus the label and
+//! one per (callsite, type) that ran, about 26 KiB each (plus the label and
 //! holder tables of sites that use them).
 
 use core::any::TypeId;
