@@ -221,8 +221,8 @@ pub fn use_coarse_clock(tick: Duration) -> std::io::Result<()> {
 /// Switches tracked objects to the precise clock: the TSC, read inline with
 /// [`quanta`](https://docs.rs/quanta)'s calibration (the OS monotonic clock
 /// where quanta finds no invariant TSC). Lifetimes then have a resolution
-/// of 32 ns instead of a timer tick, for about 10-20 ns more per create +
-/// drop (two TSC reads; more in VMs). Process-wide; best called once at
+/// of 32 ns instead of a timer tick, for about 10 ns more per create +
+/// drop (two TSC reads, measured in a VM). Process-wide; best called once at
 /// startup (objects born on one clock and dropped on another see both
 /// clocks' errors).
 ///
