@@ -1,12 +1,19 @@
 //! What `track!` and `TrackedArc` add to a hot path.
 //!
 //! - `create_drop`: `Box::new` + drop (baseline) vs `track!(Box::new(..))` +
-//!   drop, on one thread and on 2 threads sharing one site.
+//!   drop, on one thread and on 2 threads sharing one site, with the
+//!   default clock (`CLOCK_MONOTONIC_COARSE`).
 //! - `arc_clone_drop`: `Arc::clone` + drop (baseline) vs `TrackedArc::clone`
 //!   + drop, on one thread and on 2 threads cloning one object.
+//! - `create_drop_precise_clock`: `track!` after
+//!   `objects::use_precise_clock()` (TSC), then
+//!   `create_drop_ticker_clock`: after `objects::use_coarse_clock(1 ms)`.
+//!   These run last: the switches are process-wide.
 //!
-//! - `create_drop_coarse_clock`: the same after
-//!   `objects::use_coarse_clock(1 ms)` (runs last: the switch is global).
+//! - `contention`: `track!(u64)` (no allocation, so the allocator's own
+//!   cross-thread behaviour stays out) on one thread, on 2 threads at one
+//!   site, and on 2 threads at two sites. Equal times mean sharing a site
+//!   costs nothing.
 //!
 //! The 2-thread cases report the time per operation *per thread* (each
 //! thread runs `iters` operations; the wall time is divided by `iters`).
@@ -69,6 +76,50 @@ fn create_drop(c: &mut Criterion) {
     g.finish();
 }
 
+#[inline(never)]
+fn tracked_u64(v: u64) -> Tracked<u64> {
+    track!(v)
+}
+
+#[inline(never)]
+fn tracked_u64_elsewhere(v: u64) -> Tracked<u64> {
+    track!(v)
+}
+
+fn contention(c: &mut Criterion) {
+    let mut g = c.benchmark_group("contention");
+    g.bench_function("track_u64", |b| {
+        b.iter(|| drop(black_box(tracked_u64(black_box(7)))))
+    });
+    g.bench_function("track_u64_2_threads_one_site", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, |n| {
+                for _ in 0..n {
+                    drop(black_box(tracked_u64(black_box(7))));
+                }
+            })
+        })
+    });
+    g.bench_function("track_u64_2_threads_two_sites", |b| {
+        b.iter_custom(|iters| {
+            let turn = std::sync::atomic::AtomicUsize::new(0);
+            on_two_threads(iters, |n| {
+                let first = turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
+                if first {
+                    for _ in 0..n {
+                        drop(black_box(tracked_u64(black_box(7))));
+                    }
+                } else {
+                    for _ in 0..n {
+                        drop(black_box(tracked_u64_elsewhere(black_box(7))));
+                    }
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
 fn arc_clone_drop(c: &mut Criterion) {
     let mut g = c.benchmark_group("arc_clone_drop");
     let arc = Arc::new(7u64);
@@ -96,10 +147,9 @@ fn arc_clone_drop(c: &mut Criterion) {
     g.finish();
 }
 
-/// Last: switches the process to the coarse clock for good.
-fn create_drop_coarse_clock(c: &mut Criterion) {
-    leakscope::objects::use_coarse_clock(Duration::from_millis(1)).expect("ticker thread");
-    let mut g = c.benchmark_group("create_drop_coarse_clock");
+/// The same `track!` and clone cases on the clock in use.
+fn clock_group(c: &mut Criterion, name: &str) {
+    let mut g = c.benchmark_group(name);
     g.bench_function("box", |b| {
         b.iter(|| drop(black_box(Box::new(black_box(7u64)))))
     });
@@ -122,10 +172,24 @@ fn create_drop_coarse_clock(c: &mut Criterion) {
     g.finish();
 }
 
+/// After the default-clock groups: switches the process to the TSC.
+fn create_drop_precise_clock(c: &mut Criterion) {
+    leakscope::objects::use_precise_clock();
+    clock_group(c, "create_drop_precise_clock");
+}
+
+/// Last: switches the process to the ticker clock for good.
+fn create_drop_ticker_clock(c: &mut Criterion) {
+    leakscope::objects::use_coarse_clock(Duration::from_millis(1)).expect("ticker thread");
+    clock_group(c, "create_drop_ticker_clock");
+}
+
 criterion_group!(
     benches,
     create_drop,
+    contention,
     arc_clone_drop,
-    create_drop_coarse_clock
+    create_drop_precise_clock,
+    create_drop_ticker_clock
 );
 criterion_main!(benches);

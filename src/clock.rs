@@ -1,8 +1,10 @@
 //! leakscope's monotonic clock.
 //!
 //! Every timestamp leakscope keeps (allocation births, tracked-object births,
-//! snapshot times) is a `u64` count of nanoseconds read from
-//! `CLOCK_MONOTONIC` plus a test offset. Reading it never allocates and never
+//! snapshot times) is a `u64` count of nanoseconds in `CLOCK_MONOTONIC`'s
+//! time base plus a test offset. Allocations and snapshots read
+//! `CLOCK_MONOTONIC`; tracked objects read the kernel's coarse variant by
+//! default (see [`crate::objects`]). Reading never allocates and never
 //! locks, so it is safe on the allocator path.
 //!
 //! # Test support
@@ -23,22 +25,67 @@ static OFFSET_NS: AtomicU64 = AtomicU64::new(0);
 /// differences are meaningful.
 #[inline]
 pub fn now_ns() -> u64 {
+    base_ns().wrapping_add(OFFSET_NS.load(Ordering::Relaxed))
+}
+
+/// Reads `clock` as nanoseconds (0 if the call fails).
+#[inline]
+fn read(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable `timespec`; `clock_gettime` with
-    // CLOCK_MONOTONIC only writes into it (served by the vDSO on Linux, no
-    // allocation, no lock).
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let base = if rc == 0 {
+    // SAFETY: `ts` is a valid, writable `timespec`; `clock_gettime` only
+    // writes into it (served by the vDSO on Linux, no allocation, no lock).
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    if rc == 0 {
         (ts.tv_sec as u64)
             .wrapping_mul(1_000_000_000)
             .wrapping_add(ts.tv_nsec as u64)
     } else {
         0
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds, without the test offset.
+#[inline]
+pub(crate) fn base_ns() -> u64 {
+    read(libc::CLOCK_MONOTONIC)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const COARSE: libc::clockid_t = libc::CLOCK_MONOTONIC_COARSE;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const COARSE: libc::clockid_t = libc::CLOCK_MONOTONIC;
+
+/// The kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`: the time
+/// of the last timer tick, a few ns per read through the vDSO), without the
+/// test offset. Same time base as [`base_ns`] and never ahead of it. Off
+/// Linux: `CLOCK_MONOTONIC`.
+#[inline]
+pub(crate) fn coarse_base_ns() -> u64 {
+    read(COARSE)
+}
+
+/// The resolution of [`coarse_base_ns`] (`clock_getres`; one timer tick,
+/// typically 1-4 ms), at least 1 ns.
+pub(crate) fn coarse_resolution_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    base.wrapping_add(OFFSET_NS.load(Ordering::Relaxed))
+    // SAFETY: `ts` is a valid, writable `timespec`; `clock_getres` only
+    // writes into it.
+    let rc = unsafe { libc::clock_getres(COARSE, &mut ts) };
+    if rc == 0 {
+        ((ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64))
+        .max(1)
+    } else {
+        // Unknown: assume a 100 Hz tick, the coarsest common one.
+        10_000_000
+    }
 }
 
 /// Moves leakscope's clock forward by `by`, for the whole process.
@@ -85,5 +132,13 @@ mod tests {
         assert!(b >= a);
         assert_eq!(age_ns(a, b), 0);
         assert_eq!(age_ns(b + 5, b), 5);
+    }
+
+    #[test]
+    fn coarse_clock_is_never_ahead() {
+        let c = coarse_base_ns();
+        let m = base_ns();
+        assert!(c <= m, "{c} > {m}");
+        assert!(coarse_resolution_ns() >= 1);
     }
 }

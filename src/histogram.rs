@@ -74,6 +74,11 @@ pub fn bounds() -> impl ExactSizeIterator<Item = Duration> {
 /// bucket). Branch-light binary search; never panics.
 #[inline]
 pub fn bucket_index(ns: u64) -> usize {
+    if ns <= BOUNDS_NS[0] {
+        // The common case for tracked objects on a coarse clock (a lifetime
+        // within one tick reads 0): skip the search.
+        return 0;
+    }
     BOUNDS_NS.partition_point(|&b| b < ns)
 }
 
@@ -200,6 +205,20 @@ impl AtomicHistogram {
     pub fn record_ns(&self, ns: u64) {
         self.counts[bucket_index(ns)].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Records one duration in a histogram that only the calling thread
+    /// writes (a plain load and store per word, no read-modify-write).
+    /// Concurrent writers would lose counts; concurrent readers are fine.
+    #[inline]
+    pub(crate) fn record_ns_exclusive(&self, ns: u64) {
+        let c = &self.counts[bucket_index(ns)];
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        let s = &self.sum_ns;
+        s.store(
+            s.load(Ordering::Relaxed).wrapping_add(ns),
+            Ordering::Relaxed,
+        );
     }
 
     /// Reads the current counts into a [`Histogram`].

@@ -22,7 +22,7 @@ pub(crate) const MAX_HOLDERS: usize = 16;
 pub(crate) struct HolderRec {
     /// `None` for the `other` record.
     pub(crate) loc: Option<&'static Location<'static>>,
-    pub(crate) cohorts: Cohorts<1>,
+    pub(crate) cohorts: Cohorts<0>,
 }
 
 pub(crate) struct HolderTable {

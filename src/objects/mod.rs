@@ -11,23 +11,41 @@
 //!
 //! Each macro call expands to one `static` site, registered on first use
 //! (one per tracked type when the call is in a generic function). The hot
-//! path is one load and a `TypeId` compare, then a clock read and one CAS
-//! on create, a clock read, one CAS and two `fetch_add`s on drop. No lock,
-//! no allocation (except the first use of a site, label value or holder).
-//! Those atomics live in per-thread *stripes* (8 per site, assigned round
-//! robin), so threads at one site do not share cache lines.
+//! path is one load and a `TypeId` compare, then on create a clock read
+//! and a load + store of this thread's cohort slot, on drop a clock read,
+//! a load + store of the slot and two of the lifetime histogram. No lock,
+//! no `lock`-prefixed instruction, no allocation (except the first use of a
+//! site, label value or holder).
+//!
+//! Those counters live in per-thread *stripes*: each thread owns one of 16
+//! stripe ids while it lives (recycled when it exits), so its writes need
+//! no read-modify-write and threads at one site share no cache line. An
+//! object dropped on another thread than the one that created it costs one
+//! CAS on a "remote" word of the creator's stripe. Threads beyond 16 at a
+//! time count on a shared stripe with atomic read-modify-writes
+//! ([`stripe_overflows`] says how many did).
 //!
 //! # Time
 //!
-//! Births and drops are stamped with the TSC, read inline with
-//! [`quanta`](https://docs.rs/quanta)'s calibration (~11 ns here, where
-//! `clock_gettime` costs ~24 ns), anchored to [`crate::clock::now_ns`] and
-//! shifted by [`crate::clock::advance`], so tests can age objects. Where
-//! quanta finds no invariant TSC it reads the OS monotonic clock. Lifetimes
-//! have nanosecond resolution (8 ns: the low bits hold the stripe); live
-//! ages are counted in birth-time cohorts: at most 1.05 ms too old under
-//! 67 ms, at most 1/7.875 too old beyond. For the hottest paths,
-//! [`use_coarse_clock`] trades resolution for ~20-30 ns per create + drop.
+//! Births and drops read `CLOCK_MONOTONIC_COARSE` by default: the kernel's
+//! time of the last timer tick, read through the vDSO in about 5 ns (a
+//! precise `clock_gettime` costs ~24 ns on the VM this was measured on, a
+//! TSC read ~10 ns). It shares `CLOCK_MONOTONIC`'s time base and lags it by
+//! less than one tick, [`clock_resolution`] (`clock_getres`, typically
+//! 1-4 ms). Every reading adds [`crate::clock::advance`]'s offset, so tests
+//! can age objects. No thread is started. Error bounds, with `r` =
+//! [`clock_resolution`]:
+//!
+//! - a lifetime reads as whole ticks and is off by less than `r` either
+//!   way (shorter lifetimes mostly read 0);
+//! - snapshots read `CLOCK_MONOTONIC`, so a live object's reported age is
+//!   never less than its true age `t`, and at most `r` + 1.05 ms more
+//!   under 67 ms, at most `r` + (`t` + `r`) / 7.875 (about 13%) more beyond
+//!   (the cohorts, see `cohort.rs`).
+//!
+//! [`use_precise_clock`] switches to the TSC (32 ns resolution, ~10 ns more
+//! per create + drop here); [`use_coarse_clock`] to a ticker thread (one
+//! load per read, resolution = its tick).
 //!
 //! # Limits
 //!
@@ -43,6 +61,7 @@ mod labels;
 pub(crate) mod scope;
 mod shared;
 pub(crate) mod site;
+mod stripe;
 mod tracked;
 
 pub use shared::{TrackedArc, TrackedWeak};
@@ -50,7 +69,7 @@ pub use tracked::Tracked;
 
 pub(crate) use tracked::Header;
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use core::time::Duration;
 use std::sync::OnceLock;
 
@@ -124,7 +143,7 @@ fn init_clock() -> &'static ObjClock {
         } else {
             0
         };
-        let base_ns = crate::clock::now_ns().wrapping_sub(crate::clock::offset_ns());
+        let base_ns = crate::clock::base_ns();
         ObjClock {
             clock,
             raw0,
@@ -134,49 +153,34 @@ fn init_clock() -> &'static ObjClock {
     })
 }
 
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+/// Which clock tracked objects read (see the module docs).
+static CLOCK_MODE: AtomicU8 = AtomicU8::new(KERNEL_COARSE);
+/// `CLOCK_MONOTONIC_COARSE` (the default).
+const KERNEL_COARSE: u8 = 0;
+/// The `leakscope-clock` ticker thread's last reading.
+const TICKER: u8 = 1;
+/// The TSC (quanta's calibration).
+const PRECISE: u8 = 2;
 
-std::thread_local! {
-    /// This thread's stripe (`u8::MAX` until first use).
-    static STRIPE: core::cell::Cell<u8> = const { core::cell::Cell::new(u8::MAX) };
-}
+/// The ticker's last reading of `CLOCK_MONOTONIC` (without the test offset).
+static TICKER_NS: AtomicU64 = AtomicU64::new(0);
+/// The ticker's period in nanoseconds; 0 = not started.
+static TICKER_TICK_NS: AtomicU64 = AtomicU64::new(0);
 
-/// This thread's stripe, assigned round robin on first use (0 during
-/// thread-local teardown).
-#[inline]
-pub(crate) fn stripe() -> usize {
-    STRIPE
-        .try_with(|s| {
-            let v = s.get();
-            if v != u8::MAX {
-                return usize::from(v);
-            }
-            let n = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % site::STRIPES;
-            s.set(n as u8);
-            n
-        })
-        .unwrap_or(0)
-}
-
-/// The coarse clock's last tick (without the test offset); 0 = precise
-/// clock in use.
-static COARSE_NS: AtomicU64 = AtomicU64::new(0);
-/// The coarse clock's tick in nanoseconds; 0 = not started.
-static COARSE_TICK_NS: AtomicU64 = AtomicU64::new(0);
-
-/// Switches tracked objects to a coarse clock: a background thread
-/// (`leakscope-clock`) reads the precise clock every `tick` and `track!`
-/// reads its last value (one load instead of a TSC read, about 20 ns less
-/// per create + drop). The thread runs until the process exits.
+/// Switches tracked objects to a ticker clock: a background thread
+/// (`leakscope-clock`) reads `CLOCK_MONOTONIC` every `tick` and `track!`
+/// loads its last value (one load instead of a ~5 ns vDSO call). The thread
+/// runs until the process exits.
 ///
-/// Lifetimes and ages then have a resolution of `tick` (lifetimes shorter
-/// than a tick read as 0 or 1 tick), and lag when the ticker thread is
-/// starved of CPU. `clock::advance` keeps working. Calling it again changes
-/// the tick (clamped to 100 µs ..= 1 s).
+/// Lifetimes and ages then have a resolution of `tick` (see
+/// [`clock_resolution`]), and lag when the ticker thread is starved of CPU.
+/// `clock::advance` keeps working. Calling it again changes the tick
+/// (clamped to 100 µs ..= 1 s) and switches back from
+/// [`use_precise_clock`].
 ///
 /// # Errors
 ///
-/// When the ticker thread cannot be spawned; the precise clock stays in use.
+/// When the ticker thread cannot be spawned; the clock in use stays.
 ///
 /// # Examples
 ///
@@ -189,42 +193,101 @@ pub fn use_coarse_clock(tick: Duration) -> std::io::Result<()> {
     let tick_ns = u64::try_from(tick.as_nanos())
         .unwrap_or(u64::MAX)
         .clamp(100_000, 1_000_000_000);
-    if COARSE_TICK_NS.swap(tick_ns, Ordering::AcqRel) != 0 {
-        return Ok(()); // already ticking: it picks the new tick up
+    if TICKER_TICK_NS.swap(tick_ns, Ordering::AcqRel) != 0 {
+        // Already ticking: it picks the new tick up.
+        CLOCK_MODE.store(TICKER, Ordering::Relaxed);
+        return Ok(());
     }
-    let first = precise_ns();
+    TICKER_NS.store(crate::clock::base_ns(), Ordering::Relaxed);
     let spawned = std::thread::Builder::new()
         .name("leakscope-clock".into())
         .spawn(|| loop {
-            COARSE_NS.store(precise_ns(), Ordering::Relaxed);
-            let tick = COARSE_TICK_NS.load(Ordering::Relaxed).max(100_000);
+            TICKER_NS.store(crate::clock::base_ns(), Ordering::Relaxed);
+            let tick = TICKER_TICK_NS.load(Ordering::Relaxed).max(100_000);
             std::thread::sleep(Duration::from_nanos(tick));
         });
     match spawned {
         Ok(_) => {
-            COARSE_NS.store(first.max(1), Ordering::Relaxed);
+            CLOCK_MODE.store(TICKER, Ordering::Relaxed);
             Ok(())
         }
         Err(e) => {
-            COARSE_TICK_NS.store(0, Ordering::Release);
+            TICKER_TICK_NS.store(0, Ordering::Release);
             Err(e)
         }
     }
 }
 
-/// The objects' clock, in [`crate::clock::now_ns`]'s time base (including
-/// [`crate::clock::advance`]).
-#[inline]
-pub(crate) fn now_ns() -> u64 {
-    let coarse = COARSE_NS.load(Ordering::Relaxed);
-    if coarse != 0 {
-        return coarse.wrapping_add(crate::clock::offset_ns());
-    }
-    precise_ns().wrapping_add(crate::clock::offset_ns())
+/// Switches tracked objects to the precise clock: the TSC, read inline with
+/// [`quanta`](https://docs.rs/quanta)'s calibration (the OS monotonic clock
+/// where quanta finds no invariant TSC). Lifetimes then have a resolution
+/// of 32 ns instead of a timer tick, for about 10 ns more per create +
+/// drop (two TSC reads, measured in a VM). Process-wide; best called once at
+/// startup (objects born on one clock and dropped on another see both
+/// clocks' errors).
+///
+/// # Examples
+///
+/// ```
+/// leakscope::objects::use_precise_clock();
+/// assert!(leakscope::objects::clock_resolution() < std::time::Duration::from_micros(1));
+/// ```
+pub fn use_precise_clock() {
+    init_clock();
+    CLOCK_MODE.store(PRECISE, Ordering::Relaxed);
 }
 
-/// The precise (TSC) clock without the test offset.
+/// The resolution of the tracked objects' clock, which bounds the error of
+/// every lifetime (and, plus 1.05 ms, of young objects' ages): one kernel
+/// timer tick by default (`clock_getres(CLOCK_MONOTONIC_COARSE)`, typically
+/// 1-4 ms), the tick of [`use_coarse_clock`], or 32 ns after
+/// [`use_precise_clock`].
+///
+/// # Examples
+///
+/// ```
+/// let r = leakscope::objects::clock_resolution();
+/// assert!(r > std::time::Duration::ZERO);
+/// ```
+pub fn clock_resolution() -> Duration {
+    Duration::from_nanos(match CLOCK_MODE.load(Ordering::Relaxed) {
+        KERNEL_COARSE => kernel_resolution_ns(),
+        TICKER => TICKER_TICK_NS.load(Ordering::Relaxed).max(1),
+        _ => 32,
+    })
+}
+
+/// `clock_getres(CLOCK_MONOTONIC_COARSE)`, read once.
+fn kernel_resolution_ns() -> u64 {
+    static RES: OnceLock<u64> = OnceLock::new();
+    *RES.get_or_init(crate::clock::coarse_resolution_ns)
+}
+
+/// The objects' clock, in [`crate::clock::now_ns`]'s time base (including
+/// [`crate::clock::advance`]): births and drops.
 #[inline]
+pub(crate) fn now_ns() -> u64 {
+    let base = match CLOCK_MODE.load(Ordering::Relaxed) {
+        KERNEL_COARSE => crate::clock::coarse_base_ns(),
+        TICKER => TICKER_NS.load(Ordering::Relaxed),
+        _ => precise_ns(),
+    };
+    base.wrapping_add(crate::clock::offset_ns())
+}
+
+/// "Now" for reading ages (snapshots, leak checks): the precise clock the
+/// births were stamped against. The coarse clocks lag `CLOCK_MONOTONIC`,
+/// so reading `CLOCK_MONOTONIC` keeps every reported age an upper bound.
+pub(crate) fn read_now_ns() -> u64 {
+    match CLOCK_MODE.load(Ordering::Relaxed) {
+        PRECISE => precise_ns().wrapping_add(crate::clock::offset_ns()),
+        _ => crate::clock::now_ns(),
+    }
+}
+
+/// The precise (TSC) clock without the test offset (out of line: it is
+/// the opt-in clock, and keeping it out keeps the default path short).
+#[inline(never)]
 fn precise_ns() -> u64 {
     let c = match CLOCK.get() {
         Some(c) => c,
@@ -237,6 +300,13 @@ fn precise_ns() -> u64 {
         c.clock.delta_as_nanos(c.raw0, c.clock.raw())
     };
     c.base_ns.wrapping_add(delta)
+}
+
+/// Threads so far that found every owned stripe taken (they count on each
+/// site's shared stripe, with atomic read-modify-writes; see
+/// `objects/stripe.rs`).
+pub fn stripe_overflows() -> u64 {
+    stripe::overflowed()
 }
 
 /// Reads one site into a snapshot record (no history update, no
@@ -321,10 +391,11 @@ pub(crate) fn read_site(ts: &site::TypeState, now: u64) -> (ObjectSite, Vec<(u64
 /// Reads every registered site into snapshot records, updates each site's
 /// history and flags suspected leaks (see `history.rs` for the rules).
 ///
-/// Ages are measured on the objects' own clock (read here), which agrees
-/// with `_now_ns` up to TSC calibration drift.
+/// Ages are measured against [`read_now_ns`]: `CLOCK_MONOTONIC` (the
+/// caller's `_now_ns` time base), or the TSC clock after
+/// [`use_precise_clock`] (which agrees with it up to calibration drift).
 pub(crate) fn snapshot_sites(_now_ns: u64) -> Vec<ObjectSite> {
-    let now = now_ns();
+    let now = read_now_ns();
     let mut out = Vec::new();
     for ts in site::registered() {
         let (mut s, cohorts) = read_site(ts, now);

@@ -62,7 +62,7 @@ fn hold(header: &Header, loc: &'static Location<'static>) -> (&'static HolderRec
         None => unreachable_holders(),
     };
     let now = super::now_ns();
-    holder.cohorts.inc(now, 0);
+    holder.cohorts.inc(now, usize::MAX);
     (holder, now)
 }
 
@@ -153,7 +153,7 @@ impl<T> Clone for TrackedArc<T> {
 impl<T> Drop for TrackedArc<T> {
     #[inline]
     fn drop(&mut self) {
-        self.holder.cohorts.dec(self.since_ns, 0);
+        self.holder.cohorts.dec(self.since_ns, usize::MAX, false);
     }
 }
 

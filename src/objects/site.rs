@@ -16,7 +16,7 @@
 //! unpublished box if the winner registered the same type), then pushes it
 //! on the global list with a CAS loop. Nobody ever waits for another thread.
 //! `TypeState`s are leaked on purpose: they live as long as the program,
-//! one per (callsite, type) that ran, about 11 KiB each (plus the label and
+//! one per (callsite, type) that ran, about 26 KiB each (plus the label and
 //! holder tables of sites that use them).
 
 use core::any::TypeId;
@@ -28,6 +28,7 @@ use super::cohort::Cohorts;
 use super::history::History;
 use super::holders::HolderTable;
 use super::labels::LabelTable;
+use super::stripe::OWNED;
 use crate::histogram::{AtomicHistogram, Histogram};
 
 /// What a callsite knows at compile time.
@@ -170,10 +171,10 @@ pub(crate) struct TypeState {
     next_in_site: AtomicPtr<TypeState>,
     next_global: AtomicPtr<TypeState>,
     /// Live objects by birth time (level 0 striped per thread).
-    pub(crate) cohorts: Cohorts<STRIPES>,
-    /// Lifetimes of dropped objects, one histogram per stripe; their total
-    /// count is the exact `dropped`.
-    lifetimes: [StripeHistogram; STRIPES],
+    pub(crate) cohorts: Cohorts<OWNED>,
+    /// Lifetimes of dropped objects, one histogram per owned stripe plus
+    /// the shared one (last); their total count is the exact `dropped`.
+    lifetimes: [StripeHistogram; OWNED + 1],
     /// Per-label-value live counts (sites with a label key only).
     pub(crate) labels: Option<LabelTable>,
     /// Live handles by holder location (`track_arc!` sites only).
@@ -191,7 +192,7 @@ impl TypeState {
             next_in_site: AtomicPtr::new(ptr::null_mut()),
             next_global: AtomicPtr::new(ptr::null_mut()),
             cohorts: Cohorts::new(),
-            lifetimes: [const { StripeHistogram(AtomicHistogram::new()) }; STRIPES],
+            lifetimes: [const { StripeHistogram(AtomicHistogram::new()) }; OWNED + 1],
             labels: site
                 .meta
                 .label_key
@@ -203,10 +204,20 @@ impl TypeState {
 }
 
 impl TypeState {
-    /// Records a dropped object's lifetime in its stripe's histogram.
+    /// Records a dropped object's lifetime in the histogram of `mine`, the
+    /// calling thread's stripe ([`stripe::current`](super::stripe::current)):
+    /// plain stores in an owned stripe, atomic adds in the shared one.
     #[inline]
-    pub(crate) fn record_lifetime(&self, ns: u64, stripe: usize) {
-        self.lifetimes[stripe % STRIPES].0.record_ns(ns);
+    pub(crate) fn record_lifetime(&self, ns: u64, mine: usize) {
+        match self.lifetimes.get(mine) {
+            Some(h) if mine < OWNED => h.0.record_ns_exclusive(ns),
+            _ => self.record_shared(ns),
+        }
+    }
+
+    #[inline(never)]
+    fn record_shared(&self, ns: u64) {
+        self.lifetimes[OWNED].0.record_ns(ns);
     }
 
     /// All stripes' lifetimes, merged.
@@ -218,11 +229,6 @@ impl TypeState {
         h
     }
 }
-
-/// Level-0 cohort stripes and lifetime histograms per site: threads pick
-/// one each (round robin), so up to 8 threads creating and dropping at one
-/// site touch disjoint cache lines.
-pub(crate) const STRIPES: usize = 8;
 
 /// A lifetime histogram on its own cache lines.
 #[repr(align(64))]

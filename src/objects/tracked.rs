@@ -5,18 +5,20 @@ use core::ops::{Deref, DerefMut};
 
 use super::labels::NO_LABEL;
 use super::scope::{self, Mark};
-use super::site::{TypeState, STRIPES};
+use super::site::TypeState;
+use super::stripe::{self, SHARED};
 
-const STRIPE_MASK: u64 = STRIPES as u64 - 1;
-const _: () = assert!(STRIPES.is_power_of_two() && STRIPES <= 8);
+/// The low bits of a birth stamp that hold the stripe id.
+const STRIPE_MASK: u64 = 31;
+const _: () = assert!(SHARED as u64 <= STRIPE_MASK);
 
 /// What every tracked object carries: its site, its birth time and stripe,
 /// its label and its leak-check mark. 24 bytes on 64-bit targets. Dropping
 /// it counts the object as dropped.
 pub(crate) struct Header {
     pub(crate) ts: &'static TypeState,
-    /// Birth time in ns with the low 3 bits replaced by the stripe the
-    /// object was counted in (8 ns of resolution traded for no extra field).
+    /// Birth time in ns with the low 5 bits replaced by the stripe the
+    /// object was counted in (32 ns of resolution traded for no extra field).
     stamp: u64,
     pub(crate) label: u16,
     // `Mark`'s fields, flattened so the header packs into 24 bytes.
@@ -34,7 +36,7 @@ impl Header {
     /// Counts a new object whose label index was already counted.
     #[inline]
     pub(crate) fn with_label(ts: &'static TypeState, label: u16) -> Self {
-        let stripe = super::stripe();
+        let stripe = stripe::current();
         let stamp = (super::now_ns() & !STRIPE_MASK) | stripe as u64;
         ts.cohorts.inc(stamp, stripe);
         let mark = scope::enter_object(ts);
@@ -70,10 +72,11 @@ impl Drop for Header {
     fn drop(&mut self) {
         let now = super::now_ns();
         let ts = self.ts;
+        let mine = stripe::current();
         let stripe = (self.stamp & STRIPE_MASK) as usize;
         let birth = self.stamp & !STRIPE_MASK;
-        ts.record_lifetime(crate::clock::age_ns(now, birth), stripe);
-        ts.cohorts.dec(self.stamp, stripe);
+        ts.record_lifetime(crate::clock::age_ns(now, birth), mine);
+        ts.cohorts.dec(self.stamp, stripe, stripe == mine);
         if self.label != NO_LABEL {
             if let Some(t) = &ts.labels {
                 t.dec_index(self.label);
