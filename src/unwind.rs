@@ -60,6 +60,49 @@ pub(crate) fn capture(_buf: &mut [usize; MAX_FRAMES]) -> Option<usize> {
     None
 }
 
+/// Called by the `fork()` prepare handler (`alloc::table`): from now on no
+/// thread enters `dl_iterate_phdr` for the unwinder, and this waits until
+/// those inside have left. glibc does not reset that function's lock in the
+/// child: a child forked while another thread held it would hang on its
+/// first sample (seen in `tests/alloc_fork.rs` before this existed).
+pub(crate) fn fork_prepare() {
+    use core::sync::atomic::Ordering::SeqCst;
+    FORKING.store(true, SeqCst);
+    while LOADER_USERS.load(SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+}
+
+/// Called after `fork()`, in the parent and in the child.
+pub(crate) fn fork_release() {
+    FORKING.store(false, core::sync::atomic::Ordering::SeqCst);
+}
+
+/// Set while a thread forks: walks fall back instead of asking the loader.
+static FORKING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Threads inside `dl_iterate_phdr` for the unwinder.
+static LOADER_USERS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Runs `f` (which calls `dl_iterate_phdr`) unless a fork is under way.
+/// SeqCst on both sides (here: announce, then check; the forker: flag, then
+/// wait for zero) means that either the forker waits for this call or this
+/// call sees the flag and does not happen.
+#[cfg_attr(
+    not(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu")),
+    allow(dead_code)
+)]
+fn outside_fork<R>(f: impl FnOnce() -> R) -> Option<R> {
+    use core::sync::atomic::Ordering::SeqCst;
+    LOADER_USERS.fetch_add(1, SeqCst);
+    let r = if FORKING.load(SeqCst) {
+        None
+    } else {
+        Some(f())
+    };
+    LOADER_USERS.fetch_sub(1, SeqCst);
+    r
+}
+
 /// How many walks the caching unwinder did and how many fell back.
 pub(crate) fn counts() -> (u64, u64) {
     use core::sync::atomic::Ordering::Relaxed;
@@ -80,7 +123,7 @@ mod imp {
         X86_64,
     };
 
-    use super::{FALLBACK, FAST, MAX_FRAMES};
+    use super::{outside_fork, FALLBACK, FAST, MAX_FRAMES};
 
     type Slice = EndianSlice<'static, LittleEndian>;
 
@@ -435,7 +478,12 @@ mod imp {
             return None;
         }
         let id = BUILDS.fetch_add(1, Ordering::Relaxed) + 1;
-        let fresh = Box::into_raw(Box::new(build(adds, subs, id)));
+        let Some(built) = outside_fork(|| build(adds, subs, id)) else {
+            BUILDS.fetch_sub(1, Ordering::Relaxed);
+            BUILDING.store(false, Ordering::Release);
+            return None;
+        };
+        let fresh = Box::into_raw(Box::new(built));
         BUILT.store(fresh, Ordering::Release);
         BUILDING.store(false, Ordering::Release);
         // SAFETY: just leaked above, never freed.
@@ -462,8 +510,10 @@ mod imp {
             1 // stop after the first object: the counters are global
         }
         let mut out: Option<(u64, u64)> = None;
-        // SAFETY: the callback only writes `out`, which outlives the call.
-        unsafe { libc::dl_iterate_phdr(Some(first), &mut out as *mut _ as *mut libc::c_void) };
+        outside_fork(|| {
+            // SAFETY: the callback only writes `out`, which outlives the call.
+            unsafe { libc::dl_iterate_phdr(Some(first), &mut out as *mut _ as *mut libc::c_void) }
+        })?;
         out
     }
 

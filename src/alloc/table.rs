@@ -182,8 +182,10 @@ static FORK_HELD: ForkHeld = ForkHeld(core::cell::UnsafeCell::new(None));
 /// takes the mutex before the fork (waiting out any short critical section)
 /// and both parent and child release it afterwards.
 extern "C" fn before_fork() {
-    // Lock order: the symbol cache, then the tables (no thread ever holds
-    // the tables while waiting for the cache).
+    // No thread may be inside the loader's `dl_iterate_phdr` lock on our
+    // behalf (the unwinder's module checks), then the symbol cache, then the
+    // tables (no thread ever holds the tables while waiting for the cache).
+    crate::unwind::fork_prepare();
     crate::stack::fork_prepare();
     let g = lock();
     // SAFETY: see `ForkHeld`: only the forking thread touches the cell.
@@ -195,6 +197,7 @@ extern "C" fn after_fork() {
     // child, the only thread, so no waiter can be lost).
     unsafe { drop((*FORK_HELD.0.get()).take()) };
     crate::stack::fork_release();
+    crate::unwind::fork_release();
 }
 
 /// Registers the fork handlers once per process.
