@@ -103,6 +103,18 @@ fn outside_fork<R>(f: impl FnOnce() -> R) -> Option<R> {
     r
 }
 
+/// Bytes the unwinder mapped for its caches and module lists (leakscope
+/// metadata, outside the malloc heap).
+pub(crate) fn mapped_bytes() -> u64 {
+    MAPPED.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg_attr(
+    not(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu")),
+    allow(dead_code)
+)]
+static MAPPED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// How many walks the caching unwinder did and how many fell back.
 pub(crate) fn counts() -> (u64, u64) {
     use core::sync::atomic::Ordering::Relaxed;
@@ -155,7 +167,7 @@ mod imp {
     /// A module list and the loader counters it was built under.
     struct Built {
         /// Sorted by `start`.
-        modules: Vec<Module>,
+        modules: &'static [Module],
         adds: u64,
         subs: u64,
         /// Which build this is (caches remember it).
@@ -306,26 +318,85 @@ mod imp {
     /// Runs `f` with the slot's cache (created on first use, under the
     /// caller's guard, so it is metadata; emptied when the module list
     /// changed).
-    fn with_cache<R>(slot: &Slot, build: u32, f: impl FnOnce(&mut Cache) -> R) -> R {
+    fn with_cache<R>(
+        slot: &Slot,
+        build: u32,
+        f: impl FnOnce(&mut Cache) -> Option<R>,
+    ) -> Option<R> {
         let mut p = slot.cache.load(Ordering::Relaxed);
         if p.is_null() {
-            p = Box::into_raw(Box::new(Cache {
-                build,
-                next: [0; SETS],
-                entries: [[EMPTY; WAYS]; SETS],
-                ctx: UnwindContext::new_in(),
-            }));
+            p = new_cache()?;
             slot.cache.store(p, Ordering::Relaxed);
         }
         // SAFETY: the caller swapped `busy` from false to true, so it has the
-        // slot, and its cache (allocated above or earlier and never freed),
-        // to itself until it stores false.
+        // slot, and its cache (initialised by `new_cache`, never freed), to
+        // itself until it stores false.
         let cache = unsafe { &mut *p };
         if cache.build != build {
-            cache.entries = [[EMPTY; WAYS]; SETS];
+            for set in cache.entries.iter_mut() {
+                *set = [EMPTY; WAYS];
+            }
             cache.build = build;
         }
         f(cache)
+    }
+
+    /// A cache in fresh mapped memory, each field written in place (the
+    /// cache is about 100 KiB: no temporary copy on the stack).
+    fn new_cache() -> Option<*mut Cache> {
+        let p = map_uninit::<Cache>(1)?;
+        // SAFETY: `p` is a fresh, writable, suitably aligned mapping of one
+        // `Cache`; every field is written before the pointer is used.
+        unsafe {
+            core::ptr::addr_of_mut!((*p).build).write(0);
+            core::ptr::addr_of_mut!((*p).next).write([0; SETS]);
+            for set in 0..SETS {
+                core::ptr::addr_of_mut!((*p).entries[set]).write([EMPTY; WAYS]);
+            }
+            core::ptr::addr_of_mut!((*p).ctx).write(UnwindContext::new_in());
+        }
+        Some(p)
+    }
+
+    /// Memory straight from the kernel for the unwinder's long-lived state
+    /// (caches, module lists, never freed). Kept out of the user's malloc
+    /// heap on purpose: a 100 KiB block that the first sample leaves in the
+    /// middle of the heap changes where glibc's later chunks go and how they
+    /// coalesce, which showed up as extra work inside glibc's malloc and
+    /// free on the request-mix benchmark.
+    fn map_uninit<T>(count: usize) -> Option<*mut T> {
+        const { assert!(core::mem::align_of::<T>() <= 4096) };
+        let len = core::mem::size_of::<T>().checked_mul(count)?.max(1);
+        // SAFETY: a new anonymous private mapping: no file, no fixed
+        // address, so no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        super::MAPPED.fetch_add(len as u64, Ordering::Relaxed);
+        Some(p.cast())
+    }
+
+    /// Moves `v` into mapped memory (see [`map_uninit`]).
+    fn map_slice<T>(v: Vec<T>) -> Option<&'static [T]> {
+        let p = map_uninit::<T>(v.len())?;
+        let n = v.len();
+        for (i, x) in v.into_iter().enumerate() {
+            // SAFETY: `p` holds room for `n` values; each slot is written once.
+            unsafe { p.add(i).write(x) };
+        }
+        // SAFETY: all `n` values were written above; the mapping is never
+        // unmapped.
+        Some(unsafe { core::slice::from_raw_parts(p, n) })
     }
 
     /// Walks from the registers `(ip, sp, bp)` of `walk`'s own frame.
@@ -468,7 +539,7 @@ mod imp {
         let (adds, subs) = loader_counters()?;
         let p = BUILT.load(Ordering::Acquire);
         if !p.is_null() {
-            // SAFETY: published lists are leaked boxes, never freed.
+            // SAFETY: published lists live in mappings that are never unmapped.
             let b = unsafe { &*p };
             if b.adds == adds && b.subs == subs {
                 return Some(b);
@@ -478,15 +549,20 @@ mod imp {
             return None;
         }
         let id = BUILDS.fetch_add(1, Ordering::Relaxed) + 1;
-        let Some(built) = outside_fork(|| build(adds, subs, id)) else {
+        let Some(built) = outside_fork(|| build(adds, subs, id)).flatten() else {
             BUILDS.fetch_sub(1, Ordering::Relaxed);
             BUILDING.store(false, Ordering::Release);
             return None;
         };
-        let fresh = Box::into_raw(Box::new(built));
+        let Some(fresh) = map_uninit::<Built>(1) else {
+            BUILDING.store(false, Ordering::Release);
+            return None;
+        };
+        // SAFETY: a fresh mapping with room for one `Built`.
+        unsafe { fresh.write(built) };
         BUILT.store(fresh, Ordering::Release);
         BUILDING.store(false, Ordering::Release);
-        // SAFETY: just leaked above, never freed.
+        // SAFETY: written above, never unmapped.
         let b = unsafe { &*fresh };
         (!b.modules.is_empty()).then_some(b)
     }
@@ -518,7 +594,7 @@ mod imp {
     }
 
     /// Builds the module list from every loaded object's `PT_GNU_EH_FRAME`.
-    fn build(adds: u64, subs: u64, id: u32) -> Built {
+    fn build(adds: u64, subs: u64, id: u32) -> Option<Built> {
         unsafe extern "C" fn each(
             info: *mut libc::dl_phdr_info,
             _size: libc::size_t,
@@ -544,12 +620,12 @@ mod imp {
             )
         };
         modules.sort_by_key(|m| m.start);
-        Built {
-            modules,
+        Some(Built {
+            modules: map_slice(modules)?,
             adds,
             subs,
             id,
-        }
+        })
     }
 
     /// One loaded object's unwind sections, read in place.

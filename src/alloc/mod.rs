@@ -529,7 +529,7 @@ pub(crate) fn heap_stats() -> HeapStats {
 
 fn metadata_bytes() -> u64 {
     let dynamic = META_LIVE.load(Ordering::Relaxed).max(0) as u64;
-    (table::TABLE_BYTES + counters::POOL_BYTES) as u64 + dynamic
+    (table::TABLE_BYTES + counters::POOL_BYTES) as u64 + dynamic + crate::unwind::mapped_bytes()
 }
 
 /// Builds the heap part of a snapshot. The work (copying the tables,
