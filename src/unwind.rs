@@ -671,7 +671,7 @@ mod imp {
                 && p.p_vaddr <= eh_start
                 && eh_start < p.p_vaddr.saturating_add(p.p_filesz)
         })?;
-        let eh_end = seg.p_vaddr + seg.p_filesz;
+        let eh_end = seg.p_vaddr.saturating_add(seg.p_filesz);
         // SAFETY: `[eh_start, eh_end)` lies inside a loaded segment's file
         // contents, mapped while the object is loaded.
         let eh_bytes: &'static [u8] = unsafe {
@@ -707,7 +707,7 @@ mod imp {
             return None;
         }
         let enc = hdr[1];
-        let field = hdr_svma + 4;
+        let field = hdr_svma.wrapping_add(4);
         let value = match enc & 0x0f {
             0x03 => u32::from_le_bytes(hdr[4..8].try_into().ok()?) as i64,
             0x0b => i32::from_le_bytes(hdr[4..8].try_into().ok()?) as i64,
