@@ -35,6 +35,7 @@
 //! | `leakscope_objects_live_by_label` | gauge | `type`, `site`, `label`, `value` |
 //! | `leakscope_object_holders_live` | gauge | `type`, `site`, `holder` |
 //! | `leakscope_dropped_samples_total` | counter | |
+//! | `leakscope_system_unwinds_total` | counter | |
 //! | `leakscope_metadata_bytes` | gauge | |
 //!
 //! A `site` label reads `src/server.rs:42`. Histogram bucket bounds are
@@ -251,11 +252,12 @@ const LIVE_AGE: &str = "leakscope_objects_live_age_seconds";
 const BY_LABEL: &str = "leakscope_objects_live_by_label";
 const HOLDERS: &str = "leakscope_object_holders_live";
 const DROPPED_SAMPLES: &str = "leakscope_dropped_samples_total";
+const SYSTEM_UNWINDS: &str = "leakscope_system_unwinds_total";
 const METADATA: &str = "leakscope_metadata_bytes";
 
 /// Every metric name leakscope exports, in output order (stable: dashboards
 /// and alerts depend on them).
-pub const METRIC_NAMES: [&str; 17] = [
+pub const METRIC_NAMES: [&str; 18] = [
     ALLOCATIONS,
     FREES,
     ALLOCATED_BYTES,
@@ -272,6 +274,7 @@ pub const METRIC_NAMES: [&str; 17] = [
     BY_LABEL,
     HOLDERS,
     DROPPED_SAMPLES,
+    SYSTEM_UNWINDS,
     METADATA,
 ];
 
@@ -618,6 +621,12 @@ fn build(snap: &Snapshot, limits: &Limits, st: &mut State) -> Vec<Family> {
         Kind::Counter,
         "Heap samples leakscope could not record because a table was full or a stack could not be captured.",
         Value::Int(h.dropped_samples),
+    ));
+    out.push(Family::scalar(
+        SYSTEM_UNWINDS,
+        Kind::Counter,
+        "Heap samples whose stack leakscope's caching unwinder could not walk, walked by the slower system unwinder instead.",
+        Value::Int(h.system_unwinds),
     ));
     out.push(Family::scalar(
         METADATA,

@@ -17,6 +17,7 @@ fn snapshot(allocs: u64, heap_sites: &[(&str, u32, u64)], holders: &[(u32, u64)]
     s.heap.frees = allocs / 2;
     s.heap.live_bytes = 4096;
     s.heap.dropped_samples = 3;
+    s.heap.system_unwinds = 5;
     for &(f, line, bytes) in heap_sites {
         let mut h = HeapSite::default();
         h.frames = vec![Frame::new(f, Some("src/cache.rs".into()), Some(line))];
@@ -69,6 +70,7 @@ fn publish_lands_in_the_applications_recorder() {
     assert_eq!(value(&t, "leakscope_heap_frees_total"), Some(50.0));
     assert_eq!(value(&t, "leakscope_heap_live_bytes"), Some(4096.0));
     assert_eq!(value(&t, "leakscope_dropped_samples_total"), Some(3.0));
+    assert_eq!(value(&t, "leakscope_system_unwinds_total"), Some(5.0));
     assert!(
         t.contains("# HELP leakscope_heap_allocations_total "),
         "{t}"
