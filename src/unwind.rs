@@ -512,11 +512,11 @@ mod imp {
         (b.0 < b.1 && b != (1, 1)).then_some(b)
     }
 
+    /// For the main thread glibc reads /proc/self/maps, which allocates: the
+    /// caller holds the re-entrancy guard, so that is metadata.
     fn read_stack_bounds() -> Option<(usize, usize)> {
         // SAFETY: `attr` is initialised by `pthread_getattr_np` before it is
         // read and destroyed exactly once; the out-pointers are valid locals.
-        // For the main thread glibc reads /proc/self/maps, which allocates:
-        // the caller holds the re-entrancy guard, so that is metadata.
         unsafe {
             let mut attr: libc::pthread_attr_t = core::mem::zeroed();
             if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
