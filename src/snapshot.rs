@@ -56,7 +56,7 @@ pub struct HeapStats {
     /// Samples whose stack leakscope's caching unwinder could not walk (a
     /// thread on a foreign stack, all unwind caches busy, a process that
     /// keeps loading libraries), walked by the system unwinder instead,
-    /// which costs about 8 times more per sample. Recorded all the same.
+    /// which costs about 10 times more per sample. Recorded all the same.
     pub system_unwinds: u64,
     /// Bytes of leakscope's own metadata (tables, symbol cache).
     pub metadata_bytes: u64,
