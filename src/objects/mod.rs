@@ -43,7 +43,7 @@
 //!   under 67 ms, at most `r` + (`t` + `r`) / 7.875 (about 13%) more beyond
 //!   (the cohorts, see `cohort.rs`).
 //!
-//! [`use_precise_clock`] switches to the TSC (32 ns resolution, ~10 ns more
+//! [`use_precise_clock`] switches to the TSC (32 ns resolution, ~6 ns more
 //! per create + drop here); [`use_coarse_clock`] to a ticker thread (one
 //! load per read, resolution = its tick).
 //!
@@ -221,7 +221,7 @@ pub fn use_coarse_clock(tick: Duration) -> std::io::Result<()> {
 /// Switches tracked objects to the precise clock: the TSC, read inline with
 /// [`quanta`](https://docs.rs/quanta)'s calibration (the OS monotonic clock
 /// where quanta finds no invariant TSC). Lifetimes then have a resolution
-/// of 32 ns instead of a timer tick, for about 10 ns more per create +
+/// of 32 ns instead of a timer tick, for about 6 ns more per create +
 /// drop (two TSC reads, measured in a VM). Process-wide; best called once at
 /// startup (objects born on one clock and dropped on another see both
 /// clocks' errors).
