@@ -5,11 +5,14 @@
 //! relaxed store (no `lock`-prefixed instruction, no cache line shared with
 //! another writer); readers sum every block ever handed out.
 //!
+//! The fast path does not add bytes at all: the sampling countdown it must
+//! subtract from anyway *is* the byte counter (see [`Block`]); the owner
+//! folds it into the totals under a sequence lock on its slow path.
+//!
 //! Blocks are never zeroed: when a thread exits, its block goes back to the
 //! pool *with its counts*, and the next thread that takes it keeps adding to
-//! them. Sums therefore stay exact across thread churn without any folding
-//! step that could race with a reader, and the pool bounds the memory a
-//! service with a dynamic thread pool can make us use.
+//! them. Sums therefore stay exact across thread churn, and the pool bounds
+//! the memory a service with a dynamic thread pool can make us use.
 //!
 //! Peak live bytes are read from the same blocks by [`check_peak`], which
 //! each thread's slow path calls every [`PEAK_CHECK_BYTES`] it allocates.
@@ -24,7 +27,7 @@
 //! thread-local destructors ran, count into one shared block with atomic
 //! `fetch_add`: still exact, only slower.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 /// Number of per-thread blocks (threads alive at once beyond this share one
 /// atomic block).
@@ -33,33 +36,75 @@ pub(crate) const MAX_BLOCKS: usize = 1024;
 /// Bytes a thread allocates between two peak checks ([`check_peak`]).
 pub(crate) const PEAK_CHECK_BYTES: i64 = 256 * 1024;
 
+/// What a free countdown is armed with: it runs out (and is folded into the
+/// totals) after 4 EiB of frees, i.e. never in practice, but the path exists.
+pub(crate) const FREE_ARM: i64 = 1 << 62;
+
+/// The countdowns of [`PARKED`].
+const PARKED_LEFT: i64 = -1;
+
 /// One thread's counters.
+///
+/// The byte totals are not added to on the fast path: they are *derived*
+/// from the two countdowns the fast path subtracts from anyway. Allocated
+/// bytes are `alloc_bytes + alloc_armed - alloc_left` (what was folded in,
+/// plus what the current countdown has consumed), and the same for frees.
+/// Only the owner writes; it folds and re-arms on its slow path inside a
+/// sequence lock (`seq` odd while it writes), so a reader never sees a
+/// countdown re-armed but its consumption not yet folded. Everything the
+/// fast path writes is one word at a time, and every value a reader can see
+/// between two of its stores is a valid count.
 #[repr(align(128))]
 #[derive(Debug)]
 pub(crate) struct Block {
-    in_use: AtomicBool,
+    /// Bytes the owner may still allocate before its next slow path.
+    pub(crate) alloc_left: AtomicI64,
+    /// Bytes the owner may still free before its free countdown is folded.
+    pub(crate) free_left: AtomicI64,
     pub(crate) allocs: AtomicU64,
     pub(crate) frees: AtomicU64,
     pub(crate) reallocs: AtomicU64,
-    pub(crate) alloc_bytes: AtomicU64,
-    pub(crate) freed_bytes: AtomicU64,
+    /// Sequence lock over the next four words (odd while the owner writes).
+    seq: AtomicU64,
+    alloc_armed: AtomicI64,
+    free_armed: AtomicI64,
+    /// Folded allocated bytes (plus atomic adds on [`SHARED`]).
+    alloc_bytes: AtomicU64,
+    /// Folded freed bytes.
+    freed_bytes: AtomicU64,
+    in_use: AtomicBool,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY_BLOCK: Block = Block {
-    in_use: AtomicBool::new(false),
+    alloc_left: AtomicI64::new(0),
+    free_left: AtomicI64::new(0),
     allocs: AtomicU64::new(0),
     frees: AtomicU64::new(0),
     reallocs: AtomicU64::new(0),
+    seq: AtomicU64::new(0),
+    alloc_armed: AtomicI64::new(0),
+    free_armed: AtomicI64::new(0),
     alloc_bytes: AtomicU64::new(0),
     freed_bytes: AtomicU64::new(0),
+    in_use: AtomicBool::new(false),
 };
 
 static BLOCKS: [Block; MAX_BLOCKS] = [EMPTY_BLOCK; MAX_BLOCKS];
 /// One past the highest block index ever handed out: readers sum `0..HIGH`.
 static HIGH: AtomicUsize = AtomicUsize::new(0);
-/// The block shared (with atomic adds) by threads that own none.
+/// The block shared (with atomic adds, countdowns unused) by threads that
+/// own none.
 pub(crate) static SHARED: Block = EMPTY_BLOCK;
+/// The block every thread that is *not* on the fast path points its fast
+/// path at: its countdowns are below zero, so every allocation and free goes
+/// to the slow path, which reads the thread's flags. Never written, never
+/// summed.
+pub(crate) static PARKED: Block = Block {
+    alloc_left: AtomicI64::new(PARKED_LEFT),
+    free_left: AtomicI64::new(PARKED_LEFT),
+    ..EMPTY_BLOCK
+};
 /// Set once anything was counted: the allocator is installed and in use.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
@@ -72,28 +117,119 @@ fn bump(c: &AtomicU64, n: u64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
+/// Takes `n` from a countdown only this thread writes if it has `n` left:
+/// whether it had. A countdown below zero ([`PARKED`]) never has.
+#[inline(always)]
+fn take(c: &AtomicI64, n: usize) -> bool {
+    let v = c.load(Ordering::Relaxed);
+    // `n` is a size, at most `isize::MAX`: no wrap.
+    let ok = v >= n as i64;
+    if ok {
+        c.store(v - n as i64, Ordering::Relaxed);
+    }
+    ok
+}
+
 impl Block {
-    /// Counts an allocation of `size` bytes on the owner's block: plain
-    /// load + store, no `lock` prefix.
+    /// The fast path of an allocation of `size` bytes: if the countdown has
+    /// `size` left, takes it (which counts the bytes) and counts the call.
+    /// `false`: nothing was written; the slow path counts the call.
     #[inline(always)]
-    pub(crate) fn on_alloc(&self, size: u64) {
-        bump(&self.allocs, 1);
-        bump(&self.alloc_bytes, size);
+    pub(crate) fn fast_alloc(&self, size: usize) -> bool {
+        let ok = take(&self.alloc_left, size);
+        if ok {
+            bump(&self.allocs, 1);
+        }
+        ok
     }
 
-    /// Counts a free of `size` bytes on the owner's block.
+    /// The fast path of a free, as [`Block::fast_alloc`].
     #[inline(always)]
-    pub(crate) fn on_free(&self, size: u64) {
-        bump(&self.frees, 1);
-        bump(&self.freed_bytes, size);
+    pub(crate) fn fast_free(&self, size: usize) -> bool {
+        let ok = take(&self.free_left, size);
+        if ok {
+            bump(&self.frees, 1);
+        }
+        ok
     }
 
-    /// Counts a realloc from `old` to `new` bytes on the owner's block.
+    /// The fast path of a realloc, as [`Block::fast_alloc`] for both sizes.
     #[inline(always)]
-    pub(crate) fn on_realloc(&self, old: u64, new: u64) {
-        bump(&self.reallocs, 1);
-        bump(&self.alloc_bytes, new);
-        bump(&self.freed_bytes, old);
+    pub(crate) fn fast_realloc(&self, old: usize, new: usize) -> bool {
+        let ok = self.alloc_left.load(Ordering::Relaxed) >= new as i64
+            && self.free_left.load(Ordering::Relaxed) >= old as i64;
+        if ok {
+            take(&self.alloc_left, new);
+            take(&self.free_left, old);
+            bump(&self.reallocs, 1);
+        }
+        ok
+    }
+
+    /// Owner: counts calls the fast path did not count.
+    #[inline]
+    pub(crate) fn count(&self, allocs: u64, frees: u64, reallocs: u64) {
+        bump(&self.allocs, allocs);
+        bump(&self.frees, frees);
+        bump(&self.reallocs, reallocs);
+    }
+
+    /// Owner: bytes the allocation countdown consumed since it was armed.
+    #[inline]
+    pub(crate) fn alloc_consumed(&self) -> i64 {
+        self.alloc_armed
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.alloc_left.load(Ordering::Relaxed))
+    }
+
+    /// Owner: whether the free countdown is below half its arming (a fold
+    /// re-arms it).
+    #[inline]
+    pub(crate) fn free_low(&self) -> bool {
+        self.free_left.load(Ordering::Relaxed) < FREE_ARM / 2
+    }
+
+    /// Owner: whether the free countdown has `size` left (else the fast
+    /// path of a free of `size` bytes went slow for that reason).
+    #[inline]
+    pub(crate) fn free_has(&self, size: usize) -> bool {
+        self.free_left.load(Ordering::Relaxed) >= size as i64
+    }
+
+    /// Owner: folds both countdowns' consumption (and `alloc_extra`,
+    /// `free_extra` bytes that never went through them) into the totals,
+    /// then arms the allocation countdown with `arm` (`None`: left as is)
+    /// and the free countdown with [`FREE_ARM`] (if `rearm_free`).
+    pub(crate) fn fold(
+        &self,
+        alloc_extra: u64,
+        free_extra: u64,
+        arm: Option<i64>,
+        rearm_free: bool,
+    ) {
+        let s = self.seq.load(Ordering::Relaxed);
+        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        if let Some(arm) = arm {
+            let used = self.alloc_consumed() as u64;
+            bump(&self.alloc_bytes, used.wrapping_add(alloc_extra));
+            self.alloc_armed.store(arm, Ordering::Relaxed);
+            self.alloc_left.store(arm, Ordering::Relaxed);
+        } else {
+            bump(&self.alloc_bytes, alloc_extra);
+        }
+        if rearm_free {
+            let used = self
+                .free_armed
+                .load(Ordering::Relaxed)
+                .wrapping_sub(self.free_left.load(Ordering::Relaxed)) as u64;
+            bump(&self.freed_bytes, used.wrapping_add(free_extra));
+            self.free_armed.store(FREE_ARM, Ordering::Relaxed);
+            self.free_left.store(FREE_ARM, Ordering::Relaxed);
+        } else {
+            bump(&self.freed_bytes, free_extra);
+        }
+        self.seq.store(s.wrapping_add(2), Ordering::Release);
     }
 
     /// Counts an allocation on a block shared between threads.
@@ -114,6 +250,40 @@ impl Block {
         self.alloc_bytes.fetch_add(new, Ordering::Relaxed);
         self.freed_bytes.fetch_add(old, Ordering::Relaxed);
     }
+
+    /// Reads the block: `[allocs, frees, reallocs, alloc_bytes, freed_bytes]`.
+    ///
+    /// Retries while the owner is folding, at most `tries` times (the fold
+    /// is a few stores, so a retry is rare); past that (the owner was
+    /// preempted mid-fold, or stopped forever by a `fork()` that copied only
+    /// another thread) it returns a reading that may be off by the one
+    /// countdown interval being folded (at most [`PEAK_CHECK_BYTES`] of
+    /// allocation). Never blocks.
+    fn read(&self, tries: u32) -> [u64; 5] {
+        let mut n = 0;
+        loop {
+            let s1 = self.seq.load(Ordering::Acquire);
+            let a_armed = self.alloc_armed.load(Ordering::Relaxed);
+            let a_left = self.alloc_left.load(Ordering::Relaxed);
+            let f_armed = self.free_armed.load(Ordering::Relaxed);
+            let f_left = self.free_left.load(Ordering::Relaxed);
+            let a_bytes = self.alloc_bytes.load(Ordering::Relaxed);
+            let f_bytes = self.freed_bytes.load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            let s2 = self.seq.load(Ordering::Relaxed);
+            n += 1;
+            if (s1 == s2 && s1 & 1 == 0) || n >= tries {
+                return [
+                    self.allocs.load(Ordering::Relaxed),
+                    self.frees.load(Ordering::Relaxed),
+                    self.reallocs.load(Ordering::Relaxed),
+                    a_bytes.wrapping_add(a_armed.wrapping_sub(a_left) as u64),
+                    f_bytes.wrapping_add(f_armed.wrapping_sub(f_left) as u64),
+                ];
+            }
+            core::hint::spin_loop();
+        }
+    }
 }
 
 /// Reads the live bytes (a racy sum of all blocks) and raises the peak.
@@ -126,8 +296,10 @@ pub(crate) fn check_peak() -> u64 {
     let high = HIGH.load(Ordering::Acquire).min(MAX_BLOCKS);
     let (mut a, mut f) = (0u64, 0u64);
     for b in BLOCKS[..high].iter().chain(core::iter::once(&SHARED)) {
-        a = a.wrapping_add(b.alloc_bytes.load(Ordering::Relaxed));
-        f = f.wrapping_add(b.freed_bytes.load(Ordering::Relaxed));
+        // On the allocator's slow path: few retries, never a wait.
+        let r = b.read(4);
+        a = a.wrapping_add(r[3]);
+        f = f.wrapping_add(r[4]);
     }
     let live = a.saturating_sub(f);
     PEAK.fetch_max(live, Ordering::Relaxed);
@@ -186,15 +358,12 @@ pub(crate) fn totals() -> Totals {
     let high = HIGH.load(Ordering::Acquire).min(MAX_BLOCKS);
     let mut t = Totals::default();
     for b in BLOCKS[..high].iter().chain(core::iter::once(&SHARED)) {
-        t.allocs = t.allocs.wrapping_add(b.allocs.load(Ordering::Relaxed));
-        t.frees = t.frees.wrapping_add(b.frees.load(Ordering::Relaxed));
-        t.reallocs = t.reallocs.wrapping_add(b.reallocs.load(Ordering::Relaxed));
-        t.alloc_bytes = t
-            .alloc_bytes
-            .wrapping_add(b.alloc_bytes.load(Ordering::Relaxed));
-        t.freed_bytes = t
-            .freed_bytes
-            .wrapping_add(b.freed_bytes.load(Ordering::Relaxed));
+        let r = b.read(1 << 16);
+        t.allocs = t.allocs.wrapping_add(r[0]);
+        t.frees = t.frees.wrapping_add(r[1]);
+        t.reallocs = t.reallocs.wrapping_add(r[2]);
+        t.alloc_bytes = t.alloc_bytes.wrapping_add(r[3]);
+        t.freed_bytes = t.freed_bytes.wrapping_add(r[4]);
     }
     let live = t.alloc_bytes.saturating_sub(t.freed_bytes);
     // An exact reading can exceed the published approximation: keep it.
@@ -210,31 +379,106 @@ pub(crate) const POOL_BYTES: usize = core::mem::size_of::<[Block; MAX_BLOCKS]>()
 mod tests {
     use super::*;
 
+    /// An owner's allocation as the allocator makes it: fast path, and the
+    /// slow path's fold when the countdown runs out.
+    fn owner_alloc(b: &Block, size: usize, arm: i64) {
+        if !b.fast_alloc(size) {
+            b.count(1, 0, 0);
+            b.fold(size as u64, 0, Some(arm), false);
+        }
+    }
+
     #[test]
     fn owned_and_shared_counting_sum() {
         let b = acquire().expect("pool has free blocks in a fresh test process");
+        b.fold(0, 0, Some(0), true);
         let before = totals();
-        b.on_alloc(100);
-        b.on_alloc(50);
-        b.on_free(100);
-        b.on_realloc(50, 80);
+        owner_alloc(b, 100, 120); // the zero countdown is short: folded
+        owner_alloc(b, 50, 120); // fast: 70 left
+        assert!(b.fast_free(100));
+        assert!(!b.fast_realloc(50, 80)); // 70 < 80: nothing taken
+        assert_eq!(b.alloc_consumed(), 50);
+        b.count(0, 0, 1);
+        b.fold(80, 50, Some(1000), b.free_low());
         SHARED.on_alloc_shared(7);
+        b.fold(5, 3, None, false); // bytes counted off the countdowns
         let after = totals();
         assert_eq!(after.allocs - before.allocs, 3);
         assert_eq!(after.frees - before.frees, 1);
         assert_eq!(after.reallocs - before.reallocs, 1);
-        assert_eq!(after.alloc_bytes - before.alloc_bytes, 100 + 50 + 80 + 7);
-        assert_eq!(after.freed_bytes - before.freed_bytes, 100 + 50);
+        assert_eq!(
+            after.alloc_bytes - before.alloc_bytes,
+            100 + 50 + 80 + 7 + 5
+        );
+        assert_eq!(after.freed_bytes - before.freed_bytes, 100 + 50 + 3);
         // A released block keeps its counts in the sum.
         release(b);
         assert_eq!(totals().allocs, after.allocs);
 
-        // A peak check sees live growth.
+        // A peak check sees live growth still in a countdown.
         let b = acquire().expect("free block");
-        b.on_alloc(10 << 20);
+        b.fold(0, 0, Some(1 << 40), true);
+        assert!(b.fast_alloc(10 << 20));
         assert!(check_peak() >= 10 << 20);
         assert!(PEAK.load(Ordering::Relaxed) >= 10 << 20);
-        b.on_free(10 << 20);
+        assert!(b.fast_free(10 << 20));
+        release(b);
+    }
+
+    #[test]
+    fn parked_block_never_goes_fast() {
+        for size in [0, 1, 16, 1 << 40, isize::MAX as usize] {
+            assert!(!PARKED.fast_alloc(size));
+            assert!(!PARKED.fast_free(size));
+            assert!(!PARKED.fast_realloc(size, size));
+        }
+        // Never written: no count, countdowns as they were.
+        assert_eq!(PARKED.read(1)[..3], [0; 3]);
+        assert_eq!(PARKED.alloc_left.load(Ordering::Relaxed), PARKED_LEFT);
+        assert_eq!(PARKED.free_left.load(Ordering::Relaxed), PARKED_LEFT);
+    }
+
+    /// Readers racing the owner's folds never see a count go backwards
+    /// (without the sequence lock they would: a re-armed countdown read
+    /// with a stale folded total counts its interval twice, then once),
+    /// and the final reading is exact.
+    #[test]
+    fn readers_see_monotonic_bytes_during_folds() {
+        let b = acquire().expect("free block");
+        b.fold(0, 0, Some(0), true);
+        let start = b.read(u32::MAX);
+        let stop = AtomicBool::new(false);
+        const N: u64 = 400_000;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..N {
+                    // Tiny countdowns: a fold every few calls.
+                    owner_alloc(b, 8, (i % 5) as i64 * 8);
+                }
+                stop.store(true, Ordering::Release);
+            });
+            let mut last = start;
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Acquire) || reads == 0 {
+                let r = b.read(u32::MAX);
+                assert!(
+                    r[3] >= last[3],
+                    "allocated bytes went back: {} -> {}",
+                    last[3],
+                    r[3]
+                );
+                assert!(
+                    r[3] - start[3] <= 8 * N,
+                    "over-counted: {}",
+                    r[3] - start[3]
+                );
+                last = r;
+                reads += 1;
+            }
+        });
+        let end = b.read(u32::MAX);
+        assert_eq!(end[0] - start[0], N);
+        assert_eq!(end[3] - start[3], 8 * N);
         release(b);
     }
 }

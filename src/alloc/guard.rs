@@ -15,26 +15,27 @@
 //! `const`-initialised thread-local (no destructor, so readable during and
 //! after thread-local teardown) as the rest of the thread's allocator state.
 //!
-//! The fast paths do not read `flags` at all: they test the sign of the
-//! sampling countdown, kept under this invariant:
+//! The fast paths do not read `flags` at all: they go through the thread's
+//! `fast` block pointer, kept under this invariant:
 //!
-//! **`countdown >= 0` only while `flags == 0`** (the thread owns a counter
-//! block, is not inside leakscope, and is not exiting). Every other state
-//! parks the countdown at [`PARKED`], far below zero, so any allocation or
-//! free takes the slow path, which reads `flags`. An owner whose countdown
-//! runs out takes the same slow path (sampling decision, re-arm).
+//! **`fast` is the thread's own counter block only while `flags == 0`** (the
+//! thread owns a block, is not inside leakscope, and is not exiting). Every
+//! other state points `fast` at [`PARKED`], whose countdowns stay far below
+//! zero, so any allocation or free takes the slow path, which reads `flags`.
+//! An owner whose countdown runs out takes the same slow path (sampling
+//! decision, fold and re-arm).
 //!
 //! ```text
 //!  flags:  FRESH|SLOW ──first alloc──► 0 (owns a block)  ──exit hook──► EXITED|SLOW
 //!              │                                                          ▲
 //!              └──── pool empty ────► SLOW (shared block, atomic adds) ───┘
-//!  BUSY is or-ed in while a Guard is held, in any state; the guard parks
-//!  the countdown and gives it back when it is dropped.
+//!  BUSY is or-ed in while a Guard is held, in any state; the guard points
+//!  `fast` at PARKED and points it back when it is dropped.
 //! ```
 
 use core::cell::Cell;
 
-use super::counters::{Block, SHARED};
+use super::counters::{Block, PARKED, SHARED};
 
 /// Inside leakscope: allocations pass through uncounted.
 pub(crate) const BUSY: u8 = 1;
@@ -45,20 +46,14 @@ pub(crate) const FRESH: u8 = 4;
 /// The thread's exit hook ran.
 pub(crate) const EXITED: u8 = 8;
 
-/// The countdown of a thread not on the fast path. Subtracting any real
-/// size (below 2^57 bytes: no address space is larger) keeps it negative
-/// without wrapping.
-pub(crate) const PARKED: i64 = i64::MIN / 2;
-
 /// The calling thread's allocator state.
 pub(crate) struct ThreadState {
     pub(crate) flags: Cell<u8>,
+    /// The block the fast paths count into: `block` while `flags == 0`,
+    /// else [`PARKED`].
+    pub(crate) fast: Cell<&'static Block>,
+    /// The thread's own counter block ([`SHARED`] while it owns none).
     pub(crate) block: Cell<&'static Block>,
-    /// Bytes left until the next slow-path visit (`min(sample_left,
-    /// PEAK_CHECK_BYTES)` when armed); [`PARKED`] off the fast path.
-    pub(crate) countdown: Cell<i64>,
-    /// What `countdown` was armed with.
-    pub(crate) armed: Cell<i64>,
     /// Bytes left until the next sample.
     pub(crate) sample_left: Cell<i64>,
     /// Bytes allocated since the last peak check.
@@ -73,9 +68,8 @@ thread_local! {
     pub(crate) static STATE: ThreadState = const {
         ThreadState {
             flags: Cell::new(FRESH | SLOW),
+            fast: Cell::new(&PARKED),
             block: Cell::new(&SHARED),
-            countdown: Cell::new(PARKED),
-            armed: Cell::new(PARKED),
             sample_left: Cell::new(0),
             since_peak: Cell::new(0),
             epoch: Cell::new(0),
@@ -90,8 +84,6 @@ thread_local! {
 #[must_use = "the guard is released when dropped"]
 pub(crate) struct Guard {
     was_set: bool,
-    /// The countdown parked while the guard is held.
-    saved: i64,
 }
 
 impl Guard {
@@ -99,17 +91,18 @@ impl Guard {
     /// Nested guards are fine: only the outermost one clears the flag.
     #[inline]
     pub(crate) fn enter() -> Guard {
-        let (was_set, saved) = STATE
+        let was_set = STATE
             .try_with(|t| {
                 let f = t.flags.get();
                 if f & BUSY != 0 {
-                    return (true, PARKED);
+                    return true;
                 }
                 t.flags.set(f | BUSY);
-                (false, t.countdown.replace(PARKED))
+                t.fast.set(&PARKED);
+                false
             })
-            .unwrap_or((true, PARKED));
-        Guard { was_set, saved }
+            .unwrap_or(true);
+        Guard { was_set }
     }
 }
 
@@ -120,9 +113,9 @@ impl Drop for Guard {
             let _ = STATE.try_with(|t| {
                 let f = t.flags.get() & !BUSY;
                 t.flags.set(f);
-                // Only an owner gets its countdown back (the state may have
-                // changed while the guard was held).
-                t.countdown.set(if f == 0 { self.saved } else { PARKED });
+                // Only an owner goes back to the fast path (the state may
+                // have changed while the guard was held).
+                t.fast.set(if f == 0 { t.block.get() } else { &PARKED });
             });
         }
     }

@@ -48,9 +48,9 @@ use std::collections::HashMap;
 
 pub use self::sampler::{sample_rate, set_sample_rate, set_sample_seed, DEFAULT_SAMPLE_RATE};
 
-use self::counters::{Block, SHARED};
+use self::counters::{Block, PARKED, SHARED};
 use self::guard::Guard;
-use self::guard::{ThreadState, BUSY, EXITED, FRESH, PARKED, SLOW, STATE};
+use self::guard::{ThreadState, BUSY, EXITED, FRESH, SLOW, STATE};
 use self::sampler::{current_rate, weight, EPOCH};
 
 /// Makes the calling thread take the slow path on its next allocation, so a
@@ -58,13 +58,12 @@ use self::sampler::{current_rate, weight, EPOCH};
 /// within their next `PEAK_CHECK_BYTES` of allocation).
 pub(crate) fn rearm_current_thread() {
     let _ = STATE.try_with(|t| {
-        // A parked countdown stays parked (see `guard.rs`): that thread is
-        // off the fast path and meets the new rate on its next slow path.
-        if t.countdown.get() >= 0 {
-            // Consumed bytes stay right: `armed - countdown` is kept.
-            let used = t.armed.get().wrapping_sub(t.countdown.get());
-            t.armed.set(used);
-            t.countdown.set(0);
+        // A thread off the fast path (see `guard.rs`) meets the new rate on
+        // its next slow path anyway.
+        if t.flags.get() == 0 {
+            // What the countdown consumed is folded into the totals; armed
+            // with 0, it runs out on the next allocation.
+            t.block.get().fold(0, 0, Some(0), false);
         }
     });
 }
@@ -124,43 +123,28 @@ impl<A> TrackingAllocator<A> {
 // ones the caller gets. The bookkeeping around the calls never touches the
 // block's memory, never panics and never allocates through `self`.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
-    // Not inlined into the allocator shim: inlined, the bookkeeping grows
-    // every std function that allocates in the crate that declares the
-    // `#[global_allocator]` (`RawVecInner::try_allocate_in`, say) past
-    // LLVM's inlining threshold, and the user's own code gets slower. The
-    // shim tail-calls this function instead (measured: 71 extra
-    // instructions per op on the churn benchmark inlined, 29 not).
-    #[inline(never)]
+    #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        debug_assert!(layout.size() != 0);
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract (non-zero size).
-        let p = unsafe { self.inner.alloc(layout) };
-        if !p.is_null() {
-            on_alloc(p, layout.size());
-        }
-        p
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { alloc_entry::<A, false>(layout.size(), layout.align(), &self.inner) }
     }
 
-    #[inline(never)]
+    #[inline(always)]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        debug_assert!(layout.size() != 0);
-        // SAFETY: as for `alloc`; zeroing is the inner allocator's (calloc).
-        let p = unsafe { self.inner.alloc_zeroed(layout) };
-        if !p.is_null() {
-            on_alloc(p, layout.size());
-        }
-        p
+        // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
+        unsafe { alloc_entry::<A, true>(layout.size(), layout.align(), &self.inner) }
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if on_free(ptr, layout.size()) {
+        let counted = STATE.try_with(|t| t.fast.get().fast_free(layout.size()));
+        if counted == Ok(true) && !table::maybe_sampled(ptr as usize) {
             // SAFETY: the caller guarantees `ptr` was allocated by this
             // allocator (hence by `inner`) with `layout`.
             unsafe { self.inner.dealloc(ptr, layout) }
         } else {
             // SAFETY: as above; the cold path forwards to `inner.dealloc`.
-            unsafe { free_slow(&self.inner, ptr, layout) }
+            unsafe { free_slow(ptr, layout.size(), layout.align(), &self.inner) }
         }
     }
 
@@ -194,6 +178,80 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     }
 }
 
+/// `alloc` and `alloc_zeroed`: the inner allocator, then the fast path.
+///
+/// Not inlined into the allocator shim: inlined, the bookkeeping grows
+/// every std function that allocates in the crate that declares the
+/// `#[global_allocator]` (`RawVecInner::try_allocate_in`, say) past LLVM's
+/// inlining threshold, and the user's own code gets slower. The arguments
+/// are in the shim's order (size, align), so the shim is a bare jump.
+///
+/// Alignments above 16 or above the size take an outlined copy of the same
+/// code: only code layout differs. For `System` that keeps the
+/// `posix_memalign` branch, which needs a stack slot, out of this function,
+/// so the common path has no frame beyond one saved register.
+///
+/// # Safety
+/// `size` and `align` form a valid `Layout` and the caller upholds
+/// `GlobalAlloc::alloc`'s (or `alloc_zeroed`'s) contract.
+#[inline(never)]
+unsafe fn alloc_entry<A: GlobalAlloc, const ZEROED: bool>(
+    size: usize,
+    align: usize,
+    inner: &A,
+) -> *mut u8 {
+    if align <= 16 && align <= size {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { alloc_body::<A, ZEROED>(size, align, inner) }
+    } else {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { alloc_other::<A, ZEROED>(size, align, inner) }
+    }
+}
+
+/// [`alloc_entry`] for large alignments (see there).
+///
+/// # Safety
+/// As for [`alloc_entry`].
+#[cold]
+#[inline(never)]
+unsafe fn alloc_other<A: GlobalAlloc, const ZEROED: bool>(
+    size: usize,
+    align: usize,
+    inner: &A,
+) -> *mut u8 {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { alloc_body::<A, ZEROED>(size, align, inner) }
+}
+
+/// Forwards to the inner allocator first (a null return passes through with
+/// nothing recorded), then counts.
+///
+/// # Safety
+/// As for [`alloc_entry`].
+#[inline(always)]
+unsafe fn alloc_body<A: GlobalAlloc, const ZEROED: bool>(
+    size: usize,
+    align: usize,
+    inner: &A,
+) -> *mut u8 {
+    debug_assert!(size != 0);
+    // SAFETY: the caller passes the fields of a valid `Layout`.
+    let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
+    let p = if ZEROED {
+        // SAFETY: the caller upholds `alloc_zeroed`'s contract; zeroing is
+        // the inner allocator's (calloc).
+        unsafe { inner.alloc_zeroed(layout) }
+    } else {
+        // SAFETY: the caller upholds `alloc`'s contract (non-zero size).
+        unsafe { inner.alloc(layout) }
+    };
+    if !p.is_null() {
+        on_alloc(p, size);
+    }
+    p
+}
+
 // ---------------------------------------------------------------------------
 // Per-thread state (see `guard.rs` for the flags' state machine).
 
@@ -209,11 +267,15 @@ impl Drop for ExitHook {
         let _ = STATE.try_with(|t| {
             let f = t.flags.get();
             if f & SLOW == 0 {
-                counters::release(t.block.get());
+                let b = t.block.get();
+                // Countdowns folded into the totals: the block's next owner
+                // starts from clean countdowns.
+                b.fold(0, 0, Some(0), true);
+                counters::release(b);
             }
             t.block.set(&SHARED);
+            t.fast.set(&PARKED);
             t.flags.set((f & BUSY) | SLOW | EXITED);
-            t.countdown.set(PARKED);
         });
     }
 }
@@ -235,15 +297,17 @@ fn init_thread(t: &ThreadState) {
         }
     };
     // After the guard is gone, so that it cannot restore a stale state. The
-    // countdown stays parked (and `armed` with it, so the first slow path
-    // counts only the allocation at hand) until the slow path arms it.
+    // allocation countdown is armed by the slow path that follows.
     let keep = t.flags.get() & BUSY;
     match taken {
         None => t.flags.set(keep | SLOW | EXITED),
         Some(Some(b)) => {
+            b.fold(0, 0, Some(0), true);
             t.block.set(b);
-            t.armed.set(PARKED);
             t.flags.set(keep);
+            if keep == 0 {
+                t.fast.set(b);
+            }
         }
         Some(None) => t.flags.set(keep | SLOW),
     }
@@ -254,20 +318,19 @@ static META_LIVE: AtomicI64 = AtomicI64::new(0);
 
 /// The slow path's sampling decision for an allocation of `size` bytes:
 /// whether it is sampled. Checks the peak every `PEAK_CHECK_BYTES` and, for a
-/// thread on the fast path, re-arms the countdown; other threads' stays
-/// parked (see `guard.rs`).
+/// thread on the fast path, folds its countdown (and the `size` bytes at
+/// hand, which the fast path did not take) and re-arms it; other threads
+/// stay parked (see `guard.rs`).
 #[cold]
 #[inline(never)]
 fn sample_decision_slow(t: &ThreadState, size: usize) -> bool {
     let size = size as i64;
     let owner = t.flags.get() == 0;
+    let b = t.block.get();
     // Bytes allocated since the countdown was armed, this one included (a
-    // parked countdown is re-decided on every allocation).
+    // parked thread is re-decided on every allocation).
     let consumed = if owner {
-        t.armed
-            .get()
-            .wrapping_sub(t.countdown.get())
-            .wrapping_add(size)
+        b.alloc_consumed().wrapping_add(size)
     } else {
         size
     };
@@ -299,25 +362,17 @@ fn sample_decision_slow(t: &ThreadState, size: usize) -> bool {
     }
     if owner {
         let arm = left.clamp(0, counters::PEAK_CHECK_BYTES);
-        t.armed.set(arm);
-        t.countdown.set(arm);
+        b.fold(size as u64, 0, Some(arm), b.free_low());
     }
     sampled
 }
 
-/// The fast path: one thread-local countdown test and two plain adds to the
-/// thread's own counter block. Everything else is `alloc_slow`.
+/// The fast path: the size taken from the countdown of the thread's fast
+/// block (which counts the bytes too), and one count. Everything else is
+/// `alloc_slow`.
 #[inline(always)]
 fn on_alloc(p: *mut u8, size: usize) {
-    let fast = STATE.try_with(|t| {
-        // No wrap: see `guard::PARKED`.
-        let c = t.countdown.get().wrapping_sub(size as i64);
-        if c >= 0 {
-            t.countdown.set(c);
-            t.block.get().on_alloc(size as u64);
-        }
-        c >= 0
-    });
+    let fast = STATE.try_with(|t| t.fast.get().fast_alloc(size));
     if fast != Ok(true) {
         alloc_slow(p, size);
     }
@@ -338,7 +393,8 @@ fn alloc_slow(p: *mut u8, size: usize) {
             init_thread(t);
         }
         if t.flags.get() == 0 {
-            t.block.get().on_alloc(size as u64);
+            // The bytes are folded in by the sampling decision.
+            t.block.get().count(1, 0, 0);
         } else {
             SHARED.on_alloc_shared(size as u64);
         }
@@ -349,46 +405,36 @@ fn alloc_slow(p: *mut u8, size: usize) {
     }
 }
 
-/// The fast path of a free: the countdown's sign says "fast-path thread",
-/// then two plain adds and one load of the sampled-block filter. `false`
-/// sends the free to `free_slow`, which also hands the block back: the
-/// fast path then ends in a tail call either way, with no stack frame.
-#[inline(always)]
-fn on_free(p: *mut u8, size: usize) -> bool {
-    let fast = STATE.try_with(|t| {
-        let owner = t.countdown.get() >= 0;
-        if owner {
-            t.block.get().on_free(size as u64);
-        }
-        owner
-    });
-    fast == Ok(true) && !table::maybe_sampled(p as usize)
-}
-
 /// A free off the fast path, or of a block that may be a live sample:
 /// counted if not yet (leakscope's own memory as metadata, never sampled),
 /// the sample forgotten, then the block handed to the inner allocator (after:
 /// its address cannot be reused before the sample is forgotten).
 ///
 /// # Safety
-/// `GlobalAlloc::dealloc`'s contract for `inner`, `p` and `layout`.
+/// `GlobalAlloc::dealloc`'s contract for `inner`, `p` and the layout of
+/// `size` and `align`.
 #[cold]
 #[inline(never)]
-unsafe fn free_slow<A: GlobalAlloc>(inner: &A, p: *mut u8, layout: Layout) {
-    let size = layout.size();
+unsafe fn free_slow<A: GlobalAlloc>(p: *mut u8, size: usize, align: usize, inner: &A) {
+    // SAFETY: the caller passes the fields of the block's valid `Layout`
+    // (in the order that leaves the fast path's registers where they are).
+    let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
     let counted = STATE
         .try_with(|t| {
-            if t.countdown.get() >= 0 {
-                return true; // counted by the fast path: only the filter hit
-            }
             let f = t.flags.get();
+            if f == 0 {
+                let b = t.block.get();
+                if !b.free_has(size) {
+                    // The countdown was short: nothing was counted.
+                    b.count(0, 1, 0);
+                    b.fold(0, size as u64, None, true);
+                }
+                // Else counted by the fast path: only the filter hit.
+                return true;
+            }
             if f & BUSY != 0 {
                 META_LIVE.fetch_sub(size as i64, Ordering::Relaxed);
                 false
-            } else if f == 0 {
-                // Owns a block, countdown not armed yet.
-                t.block.get().on_free(size as u64);
-                true
             } else {
                 SHARED.on_free_shared(size as u64);
                 true
@@ -404,14 +450,7 @@ unsafe fn free_slow<A: GlobalAlloc>(inner: &A, p: *mut u8, layout: Layout) {
 
 #[inline(always)]
 fn on_realloc(q: *mut u8, old: usize, new: usize, taken: Option<Live>) {
-    let fast = STATE.try_with(|t| {
-        let c = t.countdown.get().wrapping_sub(new as i64);
-        if c >= 0 {
-            t.countdown.set(c);
-            t.block.get().on_realloc(old as u64, new as u64);
-        }
-        c >= 0
-    });
+    let fast = STATE.try_with(|t| t.fast.get().fast_realloc(old, new));
     let sampled = fast != Ok(true) && realloc_slow(old, new);
     match (taken, sampled) {
         (None, false) => {}
@@ -436,7 +475,10 @@ fn realloc_slow(old: usize, new: usize) -> bool {
                 init_thread(t);
             }
             if t.flags.get() == 0 {
-                t.block.get().on_realloc(old as u64, new as u64);
+                // The new size is folded in by the sampling decision.
+                let b = t.block.get();
+                b.count(0, 0, 1);
+                b.fold(0, old as u64, None, b.free_low());
             } else {
                 SHARED.on_realloc_shared(old as u64, new as u64);
             }
