@@ -251,6 +251,14 @@ impl Block {
         self.freed_bytes.fetch_add(old, Ordering::Relaxed);
     }
 
+    /// Ends a fold whose owner will never finish it ([`fork_child`]).
+    fn even_out(&self) {
+        let s = self.seq.load(Ordering::Relaxed);
+        if s & 1 == 1 {
+            self.seq.store(s.wrapping_add(1), Ordering::Release);
+        }
+    }
+
     /// Reads the block: `[allocs, frees, reallocs, alloc_bytes, freed_bytes]`.
     ///
     /// Retries while the owner is folding, at most `tries` times (the fold
@@ -320,6 +328,19 @@ pub(crate) fn acquire() -> Option<&'static Block> {
         }
     }
     None
+}
+
+/// In a `fork()` child, where only the forking thread was copied: a block
+/// whose owner was folding at that instant would keep an odd sequence
+/// forever, and every reader would spend its retries on it. Evens them out
+/// (that block's byte totals may then be off by the one countdown interval
+/// being folded, at most [`PEAK_CHECK_BYTES`]; nothing in the child writes
+/// the block again).
+pub(crate) fn fork_child() {
+    let high = HIGH.load(Ordering::Acquire).min(MAX_BLOCKS);
+    for b in &BLOCKS[..high] {
+        b.even_out();
+    }
 }
 
 /// One past the highest block index ever handed out.
@@ -436,6 +457,22 @@ mod tests {
         assert_eq!(PARKED.read(1)[..3], [0; 3]);
         assert_eq!(PARKED.alloc_left.load(Ordering::Relaxed), PARKED_LEFT);
         assert_eq!(PARKED.free_left.load(Ordering::Relaxed), PARKED_LEFT);
+    }
+
+    /// A fold cut off by `fork()` (odd sequence forever in the child) is
+    /// evened out by the child's handler, so readers stop retrying on it.
+    #[test]
+    fn fork_child_evens_a_stuck_sequence() {
+        let b = acquire().expect("free block");
+        let s = b.seq.load(Ordering::Relaxed);
+        b.seq.store(s | 1, Ordering::Relaxed); // "mid-fold"
+        // What `fork_child` does to every block (all of them here would race
+        // the other tests' blocks).
+        b.even_out();
+        assert_eq!(b.seq.load(Ordering::Relaxed) & 1, 0);
+        b.fold(0, 0, Some(0), true); // and the owner's protocol still works
+        assert_eq!(b.seq.load(Ordering::Relaxed) & 1, 0);
+        release(b);
     }
 
     /// Readers racing the owner's folds never see a count go backwards

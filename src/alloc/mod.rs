@@ -180,11 +180,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
 
 /// `alloc` and `alloc_zeroed`: the inner allocator, then the fast path.
 ///
-/// Not inlined into the allocator shim: inlined, the bookkeeping grows
-/// every std function that allocates in the crate that declares the
-/// `#[global_allocator]` (`RawVecInner::try_allocate_in`, say) past LLVM's
-/// inlining threshold, and the user's own code gets slower. The arguments
-/// are in the shim's order (size, align), so the shim is a bare jump.
+/// The arguments are in the allocator shim's order (size, align), so where
+/// LLVM does not inline this the shim is a bare jump. Inlining is left to
+/// LLVM: the body is small enough that inlining it into the binary's
+/// allocating functions costs fewer instructions than the call (callgrind on
+/// the criterion binaries: churn 234 vs 239 instructions per operation,
+/// request mix 668 vs 685 per allocation). A larger body did the opposite:
+/// it pushed std's `RawVecInner::try_allocate_in` past LLVM's inlining
+/// threshold.
 ///
 /// Alignments above 16 or above the size take an outlined copy of the same
 /// code: only code layout differs. For `System` that keeps the
@@ -194,7 +197,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
 /// # Safety
 /// `size` and `align` form a valid `Layout` and the caller upholds
 /// `GlobalAlloc::alloc`'s (or `alloc_zeroed`'s) contract.
-#[inline(never)]
+#[inline]
 unsafe fn alloc_entry<A: GlobalAlloc, const ZEROED: bool>(
     size: usize,
     align: usize,

@@ -206,13 +206,20 @@ extern "C" fn after_fork() {
     crate::unwind::fork_release();
 }
 
+extern "C" fn after_fork_child() {
+    super::counters::fork_child();
+    after_fork();
+}
+
 /// Registers the fork handlers once per process.
 pub(crate) fn register_fork_handlers() {
     static DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     if !DONE.swap(true, Ordering::AcqRel) {
         // SAFETY: the handlers are `extern "C"` functions valid for the whole
         // program; they neither allocate nor unwind.
-        unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+        unsafe {
+            libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork_child))
+        };
     }
 }
 
