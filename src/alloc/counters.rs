@@ -166,6 +166,14 @@ impl Block {
         ok
     }
 
+    /// Whether this is a thread's own block, not [`PARKED`] (an owned
+    /// block's free countdown never goes below zero: it only ever takes
+    /// what it has).
+    #[inline(always)]
+    pub(crate) fn is_owned(&self) -> bool {
+        self.free_left.load(Ordering::Relaxed) >= 0
+    }
+
     /// Owner: counts calls the fast path did not count.
     #[inline]
     pub(crate) fn count(&self, allocs: u64, frees: u64, reallocs: u64) {
@@ -439,6 +447,7 @@ mod tests {
         // A peak check sees live growth still in a countdown.
         let b = acquire().expect("free block");
         b.fold(0, 0, Some(1 << 40), true);
+        assert!(b.is_owned());
         assert!(b.fast_alloc(10 << 20));
         assert!(check_peak() >= 10 << 20);
         assert!(PEAK.load(Ordering::Relaxed) >= 10 << 20);
@@ -453,6 +462,7 @@ mod tests {
             assert!(!PARKED.fast_free(size));
             assert!(!PARKED.fast_realloc(size, size));
         }
+        assert!(!PARKED.is_owned());
         // Never written: no count, countdowns as they were.
         assert_eq!(PARKED.read(1)[..3], [0; 3]);
         assert_eq!(PARKED.alloc_left.load(Ordering::Relaxed), PARKED_LEFT);
@@ -466,8 +476,8 @@ mod tests {
         let b = acquire().expect("free block");
         let s = b.seq.load(Ordering::Relaxed);
         b.seq.store(s | 1, Ordering::Relaxed); // "mid-fold"
-        // What `fork_child` does to every block (all of them here would race
-        // the other tests' blocks).
+                                               // What `fork_child` does to every block (all of them here would race
+                                               // the other tests' blocks).
         b.even_out();
         assert_eq!(b.seq.load(Ordering::Relaxed) & 1, 0);
         b.fold(0, 0, Some(0), true); // and the owner's protocol still works

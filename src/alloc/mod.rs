@@ -151,31 +151,60 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         debug_assert!(new_size != 0);
-        if guard::is_entered() {
+        // Fast path: a thread on the fast path (its fast block is its own,
+        // so not inside leakscope) and a block that cannot be a sample.
+        let owner = STATE.try_with(|t| t.fast.get().is_owned()) == Ok(true);
+        if owner && !table::maybe_sampled(ptr as usize) {
             // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
             let q = unsafe { self.inner.realloc(ptr, layout, new_size) };
             if !q.is_null() {
-                META_LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+                on_realloc(q, layout.size(), new_size, None);
             }
             return q;
         }
-        let taken = if table::maybe_sampled(ptr as usize) {
-            take_sample(ptr as usize)
-        } else {
-            None
-        };
-        // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
-        let q = unsafe { self.inner.realloc(ptr, layout, new_size) };
-        if q.is_null() {
-            // The old block is still valid and still the user's.
-            if let Some(e) = taken {
-                restore_sample(e);
-            }
-            return q;
-        }
-        on_realloc(q, layout.size(), new_size, taken);
-        q
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { realloc_slow_path(&self.inner, ptr, layout, new_size) }
     }
+}
+
+/// `realloc` off the fast path: under the guard (uncounted, metadata), off
+/// the fast path, or of a block that may be a live sample.
+///
+/// # Safety
+/// `GlobalAlloc::realloc`'s contract for `inner`, `ptr`, `layout` and
+/// `new_size`.
+#[cold]
+#[inline(never)]
+unsafe fn realloc_slow_path<A: GlobalAlloc>(
+    inner: &A,
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+) -> *mut u8 {
+    if guard::is_entered() {
+        // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
+        let q = unsafe { inner.realloc(ptr, layout, new_size) };
+        if !q.is_null() {
+            META_LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        }
+        return q;
+    }
+    let taken = if table::maybe_sampled(ptr as usize) {
+        take_sample(ptr as usize)
+    } else {
+        None
+    };
+    // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
+    let q = unsafe { inner.realloc(ptr, layout, new_size) };
+    if q.is_null() {
+        // The old block is still valid and still the user's.
+        if let Some(e) = taken {
+            restore_sample(e);
+        }
+        return q;
+    }
+    on_realloc(q, layout.size(), new_size, taken);
+    q
 }
 
 /// `alloc` and `alloc_zeroed`: the inner allocator, then the fast path.
