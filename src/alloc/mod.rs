@@ -6,12 +6,14 @@
 //! 1. forwards to the inner allocator first for allocations (so a null
 //!    return passes through with nothing recorded) and last for frees (so a
 //!    sampled block is forgotten before its address can be reused);
-//! 2. counts the call in the calling thread's counter block (exact totals,
-//!    no shared read-modify-write);
-//! 3. subtracts the size from the thread's sampling countdown; when it goes
-//!    below zero the allocation is *sampled*: its stack is captured into a
-//!    fixed buffer, interned, and the block enters the live-sample table with
-//!    its birth time and Go's scale factor;
+//! 2. takes the size from a countdown in the calling thread's counter block
+//!    and counts the call there (exact totals, no shared read-modify-write:
+//!    the countdowns double as the byte counters, see `counters.rs`);
+//! 3. when the allocation countdown has not enough left, the slow path
+//!    decides whether the allocation is *sampled* (the countdown runs to the
+//!    next sample, at most 256 KiB): its stack is captured into a fixed
+//!    buffer, interned, and the block enters the live-sample table with its
+//!    birth time and Go's scale factor;
 //! 4. on free, one relaxed load of a counting filter tells whether the block
 //!    may be a live sample; only then is the table consulted and the
 //!    sample's lifetime recorded in its stack's histogram.
