@@ -197,13 +197,6 @@ impl Block {
         self.free_left.load(Ordering::Relaxed) < FREE_ARM / 2
     }
 
-    /// Owner: whether the free countdown has `size` left (else the fast
-    /// path of a free of `size` bytes went slow for that reason).
-    #[inline]
-    pub(crate) fn free_has(&self, size: usize) -> bool {
-        self.free_left.load(Ordering::Relaxed) >= size as i64
-    }
-
     /// Owner: folds both countdowns' consumption (and `alloc_extra`,
     /// `free_extra` bytes that never went through them) into the totals,
     /// then arms the allocation countdown with `arm` (`None`: left as is)
@@ -275,7 +268,7 @@ impl Block {
     /// another thread) it returns a reading that may be off by the one
     /// countdown interval being folded (at most [`PEAK_CHECK_BYTES`] of
     /// allocation). Never blocks.
-    fn read(&self, tries: u32) -> [u64; 5] {
+    pub(crate) fn read(&self, tries: u32) -> [u64; 5] {
         let mut n = 0;
         loop {
             let s1 = self.seq.load(Ordering::Acquire);

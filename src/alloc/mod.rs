@@ -139,14 +139,18 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
 
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let counted = STATE.try_with(|t| t.fast.get().fast_free(layout.size()));
-        if counted == Ok(true) && !table::maybe_sampled(ptr as usize) {
+        let counted = STATE.try_with(|t| t.fast.get().fast_free(layout.size())) == Ok(true);
+        if !counted {
             // SAFETY: the caller guarantees `ptr` was allocated by this
-            // allocator (hence by `inner`) with `layout`.
-            unsafe { self.inner.dealloc(ptr, layout) }
+            // allocator (hence by `inner`) with `layout`; the cold path
+            // forwards to `inner.dealloc`.
+            unsafe { free_slow(ptr, layout.size(), layout.align(), &self.inner, false) }
+        } else if table::maybe_sampled(ptr as usize) {
+            // SAFETY: as above.
+            unsafe { free_slow(ptr, layout.size(), layout.align(), &self.inner, true) }
         } else {
-            // SAFETY: as above; the cold path forwards to `inner.dealloc`.
-            unsafe { free_slow(ptr, layout.size(), layout.align(), &self.inner) }
+            // SAFETY: as above.
+            unsafe { self.inner.dealloc(ptr, layout) }
         }
     }
 
@@ -440,8 +444,9 @@ fn alloc_slow(p: *mut u8, size: usize) {
 }
 
 /// A free off the fast path, or of a block that may be a live sample:
-/// counted if not yet (leakscope's own memory as metadata, never sampled),
-/// the sample forgotten, then the block handed to the inner allocator (after:
+/// counted unless the fast path did (`fast_counted`: it did, and only the
+/// filter hit), leakscope's own memory as metadata (never sampled), the
+/// sample forgotten, then the block handed to the inner allocator (after:
 /// its address cannot be reused before the sample is forgotten).
 ///
 /// # Safety
@@ -449,32 +454,36 @@ fn alloc_slow(p: *mut u8, size: usize) {
 /// `size` and `align`.
 #[cold]
 #[inline(never)]
-unsafe fn free_slow<A: GlobalAlloc>(p: *mut u8, size: usize, align: usize, inner: &A) {
+unsafe fn free_slow<A: GlobalAlloc>(
+    p: *mut u8,
+    size: usize,
+    align: usize,
+    inner: &A,
+    fast_counted: bool,
+) {
     // SAFETY: the caller passes the fields of the block's valid `Layout`
     // (in the order that leaves the fast path's registers where they are).
     let layout = unsafe { Layout::from_size_align_unchecked(size, align) };
-    let counted = STATE
-        .try_with(|t| {
-            let f = t.flags.get();
-            if f == 0 {
-                let b = t.block.get();
-                if !b.free_has(size) {
-                    // The countdown was short: nothing was counted.
+    let counted = fast_counted
+        || STATE
+            .try_with(|t| {
+                let f = t.flags.get();
+                if f == 0 {
+                    // An owner whose free countdown was short: nothing counted.
+                    let b = t.block.get();
                     b.count(0, 1, 0);
                     b.fold(0, size as u64, None, true);
+                    return true;
                 }
-                // Else counted by the fast path: only the filter hit.
-                return true;
-            }
-            if f & BUSY != 0 {
-                META_LIVE.fetch_sub(size as i64, Ordering::Relaxed);
-                false
-            } else {
-                SHARED.on_free_shared(size as u64);
-                true
-            }
-        })
-        .unwrap_or(true);
+                if f & BUSY != 0 {
+                    META_LIVE.fetch_sub(size as i64, Ordering::Relaxed);
+                    false
+                } else {
+                    SHARED.on_free_shared(size as u64);
+                    true
+                }
+            })
+            .unwrap_or(true);
     if counted && table::maybe_sampled(p as usize) {
         free_sample(p as usize);
     }
@@ -732,5 +741,48 @@ fn make_site(frames: Vec<Frame>, agg: &table::Agg, la: LiveAgg) -> HeapSite {
         lifetimes: Histogram::from_counts(&lifetimes, agg.lifetime_sum_secs),
         live_ages: Histogram::from_counts(&ages, la.age_sum_secs),
         live_bytes_by_age: la.age_bytes.iter().map(|&b| round(b)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast path took a free's bytes, leaving its countdown shorter than
+    /// the size, and the filter sent the free on to the cold path: the cold
+    /// path must not count it a second time.
+    #[test]
+    fn filter_hit_free_is_counted_once_even_with_a_short_countdown() {
+        let b = STATE.with(|t| {
+            if t.flags.get() & FRESH != 0 {
+                init_thread(t);
+            }
+            assert_eq!(t.flags.get(), 0, "the test thread owns a block");
+            t.block.get()
+        });
+        b.fold(0, 0, Some(1 << 20), false);
+        b.free_left.store(100, Ordering::Relaxed);
+        let before = b.read(u32::MAX);
+        let layout = Layout::from_size_align(64, 8).unwrap();
+        // SAFETY: a valid non-zero layout; the block goes back below.
+        let p = unsafe { System.alloc(layout) };
+        assert!(!p.is_null());
+        assert!(b.fast_free(64)); // 36 left: less than the size
+                                  // SAFETY: `p` was allocated by `System` with `layout`.
+        unsafe { free_slow(p, 64, 8, &System, true) };
+        let after = b.read(u32::MAX);
+        assert_eq!(after[1] - before[1], 1, "frees");
+        assert_eq!(after[4] - before[4], 64, "freed bytes");
+        // A short countdown with nothing counted yet is counted by the cold path.
+        // SAFETY: as above.
+        let p = unsafe { System.alloc(layout) };
+        assert!(!p.is_null());
+        assert!(!b.fast_free(64));
+        // SAFETY: as above.
+        unsafe { free_slow(p, 64, 8, &System, false) };
+        let last = b.read(u32::MAX);
+        assert_eq!(last[1] - after[1], 1, "frees");
+        assert_eq!(last[4] - after[4], 64, "freed bytes");
+        assert!(b.free_left.load(Ordering::Relaxed) > 1 << 61, "re-armed");
     }
 }
