@@ -159,12 +159,18 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
         debug_assert!(new_size != 0);
         // Fast path: a thread on the fast path (its fast block is its own,
         // so not inside leakscope) and a block that cannot be a sample.
-        let owner = STATE.try_with(|t| t.fast.get().is_owned()) == Ok(true);
-        if owner && !table::maybe_sampled(ptr as usize) {
+        let b = STATE.try_with(|t| t.fast.get()).unwrap_or(&PARKED);
+        if b.is_owned() && !table::maybe_sampled(ptr as usize) {
             // SAFETY: forwarded unchanged; the caller upholds `realloc`'s contract.
             let q = unsafe { self.inner.realloc(ptr, layout, new_size) };
-            if !q.is_null() {
-                on_realloc(q, layout.size(), new_size, None);
+            // The block read once above is still this thread's own: only
+            // this thread's exit or guard could change that, and neither
+            // runs inside an inner allocator's call.
+            if !q.is_null()
+                && !b.fast_realloc(layout.size(), new_size)
+                && realloc_slow(layout.size(), new_size)
+            {
+                record_sample(q as usize, new_size as u64, None);
             }
             return q;
         }
