@@ -115,7 +115,7 @@ fn run(out: &Out) -> Result<(), String> {
     handle_requests(20_000);
     write(&out.base, pprof::heap_profile)?;
 
-    leakscope::clock::advance(Duration::from_secs(20 * 60));
+    leakscope::testing::advance_clock(Duration::from_secs(20 * 60));
     leak_sessions(&mut sessions, 96);
     let cache = fresh_cache();
     handle_requests(20_000);

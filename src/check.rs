@@ -41,8 +41,8 @@ use core::fmt::Write as _;
 use core::marker::PhantomData;
 use core::time::Duration;
 
+use crate::format::fmt_duration;
 use crate::objects::scope::{Entered, Scope};
-use crate::snapshot::fmt_duration;
 
 /// A leak check for tests: tracked objects created on this thread after
 /// [`LeakCheck::new`] that are still live make

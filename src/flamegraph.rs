@@ -12,7 +12,8 @@
 use core::fmt;
 use std::fmt::Write as _;
 
-use crate::snapshot::{fmt_bytes, Snapshot};
+use crate::format::fmt_bytes;
+use crate::snapshot::Snapshot;
 
 /// Why a flame graph could not be rendered.
 #[derive(Debug)]

@@ -84,21 +84,27 @@ pub fn bucket_index(ns: u64) -> usize {
 
 /// A snapshot of one duration histogram: per-bucket counts (not cumulative)
 /// over the shared [`BOUNDS_NS`], plus the sum of all observations.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Histogram {
-    /// Count per bucket, `BUCKETS` long; the last entry is the `+Inf` bucket.
-    /// Not cumulative.
-    pub counts: Vec<u64>,
+    /// Count per bucket; the last entry is the `+Inf` bucket. Not
+    /// cumulative.
+    pub counts: [u64; BUCKETS],
     /// Sum of all observed durations, in seconds.
     pub sum_seconds: f64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::empty()
+    }
+}
+
 impl Histogram {
-    /// An empty histogram with `BUCKETS` zero counts.
-    pub fn empty() -> Self {
+    /// An empty histogram: every count zero.
+    pub const fn empty() -> Self {
         Histogram {
-            counts: vec![0; BUCKETS],
+            counts: [0; BUCKETS],
             sum_seconds: 0.0,
         }
     }
@@ -109,7 +115,8 @@ impl Histogram {
     pub fn from_counts(counts: &[u64], sum_seconds: f64) -> Self {
         let mut h = Histogram::empty();
         for (i, &c) in counts.iter().enumerate() {
-            h.counts[i.min(BUCKETS - 1)] += c;
+            let b = &mut h.counts[i.min(BUCKETS - 1)];
+            *b = b.saturating_add(c);
         }
         h.sum_seconds = sum_seconds;
         h
@@ -127,9 +134,6 @@ impl Histogram {
 
     /// Records `n` observations of the same duration.
     pub fn record_n(&mut self, d: Duration, n: u64) {
-        if self.counts.len() != BUCKETS {
-            self.counts.resize(BUCKETS, 0);
-        }
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.counts[bucket_index(ns)] += n;
         self.sum_seconds += d.as_secs_f64() * n as f64;
@@ -137,26 +141,19 @@ impl Histogram {
 
     /// Adds another histogram's counts and sum into this one.
     pub fn merge(&mut self, other: &Histogram) {
-        if self.counts.len() != BUCKETS {
-            self.counts.resize(BUCKETS, 0);
-        }
-        for (i, &c) in other.counts.iter().enumerate() {
-            self.counts[i.min(BUCKETS - 1)] += c;
+        for (mine, &c) in self.counts.iter_mut().zip(&other.counts) {
+            *mine = mine.saturating_add(c);
         }
         self.sum_seconds += other.sum_seconds;
     }
 
-    /// Cumulative counts (`le` semantics), `BUCKETS` long, as Prometheus
-    /// wants them.
-    pub fn cumulative(&self) -> Vec<u64> {
-        let mut acc = 0;
-        self.counts
-            .iter()
-            .map(|&c| {
-                acc += c;
-                acc
-            })
-            .collect()
+    /// Cumulative counts (`le` semantics), as Prometheus wants them.
+    pub fn cumulative(&self) -> [u64; BUCKETS] {
+        let mut acc = 0u64;
+        self.counts.map(|c| {
+            acc = acc.saturating_add(c);
+            acc
+        })
     }
 
     /// The upper bound of the bucket holding quantile `q` (0..=1), or `None`
@@ -224,11 +221,7 @@ impl AtomicHistogram {
     /// Reads the current counts into a [`Histogram`].
     pub fn load(&self) -> Histogram {
         Histogram {
-            counts: self
-                .counts
-                .iter()
-                .map(|c| c.load(Ordering::Relaxed))
-                .collect(),
+            counts: core::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed)),
             sum_seconds: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
         }
     }
@@ -243,7 +236,7 @@ impl Default for AtomicHistogram {
 /// A short human label for a bucket bound, e.g. `"2.5ms"`, `"1h"`, `"+Inf"`.
 pub fn bound_label(i: usize) -> String {
     match BOUNDS_NS.get(i) {
-        Some(&n) => crate::snapshot::fmt_duration(Duration::from_nanos(n)),
+        Some(&n) => crate::format::fmt_duration(Duration::from_nanos(n)),
         None => "+Inf".to_string(),
     }
 }

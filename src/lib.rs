@@ -71,9 +71,11 @@
 
 pub mod alloc;
 pub mod clock;
+mod format;
 pub mod histogram;
 pub mod snapshot;
 mod stack;
+pub mod testing;
 mod unwind;
 
 // -- tracked objects (track!, track_arc!, LeakCheck) --

@@ -605,7 +605,7 @@ pub fn text(snapshot: &Snapshot, opts: &ProfileOptions) -> String {
         "# leakscope: unbiased estimates from allocations sampled every ~{} bytes (already scaled){}",
         heap.sample_rate,
         opts.min_age
-            .map(|a| format!("; in use = live for at least {}", crate::snapshot::fmt_duration(a)))
+            .map(|a| format!("; in use = live for at least {}", crate::format::fmt_duration(a)))
             .unwrap_or_default()
     );
     for (sum, ages, site) in &records {

@@ -17,6 +17,7 @@ use core::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+use crate::format::{fmt_bytes, fmt_duration, short_path};
 use crate::histogram::Histogram;
 
 /// Exact allocator totals since the process started (or since the tracking
@@ -204,11 +205,11 @@ impl Frame {
     }
 
     /// `file:line` (or just the function when the file is unknown), with
-    /// the file shortened by [`short_path`].
+    /// the file shortened as every output shortens it.
     pub fn location(&self) -> String {
         match (&self.file, self.line) {
             (Some(f), Some(l)) => format!("{}:{l}", short_path(f)),
-            (Some(f), None) => short_path(f),
+            (Some(f), None) => short_path(f).to_string(),
             _ => self.function.clone(),
         }
     }
@@ -313,65 +314,6 @@ fn ser_opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::E
         Some(d) => s.serialize_some(&d.as_secs_f64()),
         None => s.serialize_none(),
     }
-}
-
-/// Formats a duration for humans: `850ns`, `12µs`, `3.4ms`, `2.5s`, `4m10s`,
-/// `16h40m`, `3d4h`.
-pub fn fmt_duration(d: Duration) -> String {
-    let ns = d.as_nanos();
-    let s = d.as_secs();
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        trim(format!("{:.1}", ns as f64 / 1e3)) + "µs"
-    } else if ns < 1_000_000_000 {
-        trim(format!("{:.1}", ns as f64 / 1e6)) + "ms"
-    } else if s < 60 {
-        trim(format!("{:.1}", d.as_secs_f64())) + "s"
-    } else if s < 3600 {
-        let (m, r) = (s / 60, s % 60);
-        if r == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{r}s")
-        }
-    } else if s < 86_400 {
-        let (h, m) = (s / 3600, (s % 3600) / 60);
-        if m == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{m}m")
-        }
-    } else {
-        let (dd, h) = (s / 86_400, (s % 86_400) / 3600);
-        if h == 0 {
-            format!("{dd}d")
-        } else {
-            format!("{dd}d{h}h")
-        }
-    }
-}
-
-fn trim(s: String) -> String {
-    match s.strip_suffix(".0") {
-        Some(t) => t.to_string(),
-        None => s,
-    }
-}
-
-/// Formats a byte count for humans with binary units: `512 B`, `1.5 KiB`, `1.9 GiB`.
-pub fn fmt_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if b < 1024 {
-        return format!("{b} B");
-    }
-    let mut v = b as f64 / 1024.0;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", UNITS[u])
 }
 
 impl Snapshot {
@@ -551,69 +493,9 @@ fn write_heap(f: &mut fmt::Formatter<'_>, h: &HeapSnapshot) -> fmt::Result {
     Ok(())
 }
 
-/// Shortens a source path for the text report: relative to the current
-/// directory when under it, `library/...` for the toolchain's sources,
-/// `crate-1.2.3/src/...` for registry crates. Snapshots keep full paths.
-pub fn short_path(path: &str) -> String {
-    if let Ok(cwd) = std::env::current_dir() {
-        if let Some(rest) = path.strip_prefix(&*cwd.to_string_lossy()) {
-            return rest.trim_start_matches('/').to_string();
-        }
-    }
-    if let Some(i) = path.find("/library/") {
-        if path.starts_with("/rustc/") {
-            return path[i + 1..].to_string();
-        }
-    }
-    for marker in ["/registry/src/", "/git/checkouts/"] {
-        if let Some(i) = path.find(marker) {
-            let rest = &path[i + marker.len()..];
-            // Skip the index directory (`index.crates.io-<hash>/`).
-            return match rest.find('/') {
-                Some(j) => rest[j + 1..].to_string(),
-                None => rest.to_string(),
-            };
-        }
-    }
-    path.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(fmt_duration(Duration::from_nanos(850)), "850ns");
-        assert_eq!(fmt_duration(Duration::from_micros(12)), "12µs");
-        assert_eq!(fmt_duration(Duration::from_micros(3400)), "3.4ms");
-        assert_eq!(fmt_duration(Duration::from_millis(2500)), "2.5s");
-        assert_eq!(fmt_duration(Duration::from_secs(250)), "4m10s");
-        assert_eq!(fmt_duration(Duration::from_secs(60_000)), "16h40m");
-        assert_eq!(fmt_duration(Duration::from_secs(3 * 86_400)), "3d");
-    }
-
-    #[test]
-    fn paths_are_shortened_for_reports() {
-        assert_eq!(
-            short_path("/rustc/59807616e1fa/library/alloc/src/vec/mod.rs"),
-            "library/alloc/src/vec/mod.rs"
-        );
-        assert_eq!(
-            short_path("/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/lib.rs"),
-            "tokio-1.54.1/src/lib.rs"
-        );
-        let here = std::env::current_dir().unwrap().join("src/x.rs");
-        assert_eq!(short_path(&here.to_string_lossy()), "src/x.rs");
-        assert_eq!(short_path("relative/y.rs"), "relative/y.rs");
-    }
-
-    #[test]
-    fn bytes_read_well() {
-        assert_eq!(fmt_bytes(512), "512 B");
-        assert_eq!(fmt_bytes(1536), "1.5 KiB");
-        assert_eq!(fmt_bytes(2 * 1024 * 1024 * 1024), "2.0 GiB");
-    }
 
     #[test]
     fn summary_names_rate_and_objects() {

@@ -39,7 +39,7 @@ fn lifetimes_ages_and_realloc() {
 
     // 1. Freed after two (virtual) hours: lifetimes in the (1h, 3h] bucket.
     let boxes = make_short_lived(100);
-    leakscope::clock::advance(Duration::from_secs(2 * 3600));
+    leakscope::testing::advance_clock(Duration::from_secs(2 * 3600));
     let snap = leakscope::snapshot();
     let site = sites_of(&snap, "make_short_lived")
         .find(|s| s.live_objects == 100)
@@ -69,7 +69,7 @@ fn lifetimes_ages_and_realloc() {
     // 2. A sampled block grown by realloc stays one live allocation, at its
     //    new size, and keeps the age it had before it moved.
     let mut v = make_growing_buffer();
-    leakscope::clock::advance(Duration::from_secs(600));
+    leakscope::testing::advance_clock(Duration::from_secs(600));
     for i in 0..100_000u64 {
         v.push(black_box(i));
     }

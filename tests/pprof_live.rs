@@ -104,7 +104,7 @@ fn rate_one_profile_matches_the_allocation_pattern() {
     let mut young = Vec::with_capacity(16);
     alloc_kept(&mut kept, 10, 1000);
     alloc_freed(5, 3000);
-    leakscope::clock::advance(TWENTY_MIN);
+    leakscope::testing::advance_clock(TWENTY_MIN);
     alloc_young(&mut young, 3, 500);
 
     let snap = leakscope::snapshot();

@@ -7,8 +7,8 @@ use std::sync::{Barrier, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use leakscope::clock::advance;
 use leakscope::histogram::bucket_index;
+use leakscope::testing::advance_clock as advance;
 use leakscope::{track, track_arc, ObjectSite, Tracked};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -146,7 +146,7 @@ fn cohorts_conserve_under_racing_threads() {
         kept
     });
     assert!(
-        leakscope::objects::stripe_overflows() >= 1,
+        leakscope::testing::stripe_overflows() >= 1,
         "some on the shared stripe"
     );
     let n_kept: u64 = kept.iter().map(|k| k.len() as u64).sum();

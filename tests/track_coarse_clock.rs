@@ -16,7 +16,7 @@ fn the_coarse_clock_ticks_and_follows_advance() {
     let long = make(2);
     std::thread::sleep(Duration::from_millis(30));
     drop(short); // ~30 ms on a 1 ms tick (the ticker may lag when starved)
-    leakscope::clock::advance(Duration::from_secs(2 * 3600));
+    leakscope::testing::advance_clock(Duration::from_secs(2 * 3600));
     let site = || {
         leakscope::snapshot()
             .objects

@@ -118,18 +118,18 @@ fn main() {
             ),
             None => (0, Duration::ZERO, 0),
         };
+        const MIB: f64 = 1024.0 * 1024.0;
         let dt = snap.taken_at_ns.saturating_sub(prev.taken_at_ns) as f64 / 1e9;
         let growth = (snap.heap.live_bytes as f64 - prev.heap.live_bytes as f64) / dt.max(1e-9);
         println!(
-            "t={:>4.1}s  contexts live {:>5} ({} of them {}), oldest {:>6} | heap live {} ({}{}/s){}",
+            "t={:>4.1}s  contexts live {:>5} ({} of them {}), oldest {:>6.1?} | heap live {:.1} MiB ({:+.1} MiB/s){}",
             start.elapsed().as_secs_f64(),
             live,
             bad,
             scenario::BAD_CALLER,
-            leakscope::snapshot::fmt_duration(oldest),
-            leakscope::snapshot::fmt_bytes(snap.heap.live_bytes),
-            if growth < 0.0 { "-" } else { "+" },
-            leakscope::snapshot::fmt_bytes(growth.abs() as u64),
+            oldest,
+            snap.heap.live_bytes as f64 / MIB,
+            growth / MIB,
             if ctx_site(&snap).is_some_and(|o| o.suspected.is_some()) { " | SUSPECTED LEAK" } else { "" }
         );
         prev = snap;

@@ -34,8 +34,8 @@
 
 use core::time::Duration;
 
+use crate::format::fmt_duration;
 use crate::histogram::Histogram;
-use crate::snapshot::fmt_duration;
 
 /// Entries kept per site.
 pub(crate) const HISTORY_LEN: usize = 16;

@@ -1,0 +1,49 @@
+//! Controls for tests: move leakscope's clock, fix the sampler's seed, and
+//! read internal high-water marks.
+//!
+//! None of these are needed in production; they exist so that tests of
+//! leakscope (and of programs that use it) can age objects without
+//! sleeping and get the same sample sequence every run. They change
+//! process-wide state, so a test that uses them should run in its own
+//! process (its own `tests/*.rs` file) or tolerate other tests' effects.
+
+use core::time::Duration;
+
+/// Moves leakscope's clock forward by `by`, for every reader in the process.
+///
+/// Ages and lifetimes of heap samples and tracked objects are measured on
+/// this clock, so a test can make objects hours old without sleeping. It
+/// affects only the ages and lifetimes leakscope reports, nothing else in
+/// the program. The clock never goes back.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let before = leakscope::snapshot().taken_at_ns;
+/// leakscope::testing::advance_clock(Duration::from_secs(3600));
+/// assert!(leakscope::snapshot().taken_at_ns - before >= 3_600_000_000_000);
+/// ```
+pub fn advance_clock(by: Duration) {
+    crate::clock::advance(by);
+}
+
+/// Seeds the sampler's random draws, so the same allocation sequence is
+/// sampled the same way on every run. Takes effect for the calling thread at
+/// once and for other threads at their next slow path.
+pub fn set_sample_seed(seed: u64) {
+    crate::alloc::set_sample_seed(seed);
+}
+
+/// The most per-thread counter blocks ever in use at once (they are
+/// returned to a pool when threads exit and reused, so thread churn does not
+/// grow this).
+pub fn thread_blocks_high_water() -> usize {
+    crate::alloc::thread_blocks_high_water()
+}
+
+/// Threads so far that found every owned stripe of the tracked-object
+/// counters taken and counted on a site's shared stripe instead.
+pub fn stripe_overflows() -> u64 {
+    crate::objects::stripe_overflows()
+}
