@@ -5,13 +5,14 @@
 
 mod common;
 
-use std::io::Read;
+#[path = "common/pprof.rs"]
+mod pprof_common;
+
 use std::time::Duration;
 
 use common::{get, request};
-use leakscope::pprof::proto;
 use leakscope::server::{self, ServerBuilder};
-use prost::Message;
+use pprof_common::decode;
 
 /// Every route of the debug server, as its module docs list them.
 const ROUTES: [&str; 7] = [
@@ -31,14 +32,6 @@ static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::syste
 #[inline(never)]
 fn server_routes_known_site() -> Vec<u8> {
     std::hint::black_box(vec![7u8; 8 << 20])
-}
-
-fn decode(gz: &[u8]) -> proto::Profile {
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(gz)
-        .read_to_end(&mut raw)
-        .expect("profile is gzipped");
-    proto::Profile::decode(raw.as_slice()).expect("profile decodes")
 }
 
 #[test]
