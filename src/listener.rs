@@ -48,7 +48,9 @@ mod response;
 
 pub use builder::ServerBuilder;
 pub use response::Response;
-pub(crate) use response::{HTML, JSON, OCTET_STREAM, SVG, TEXT};
+#[cfg(feature = "flamegraph")]
+pub(crate) use response::SVG;
+pub(crate) use response::{HTML, JSON, OCTET_STREAM, TEXT};
 
 /// What answers requests: path and raw query in, response out. Runs on a
 /// blocking worker thread.

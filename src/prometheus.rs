@@ -1,4 +1,4 @@
-//! Prometheus metrics: every number of a [`Snapshot`] under stable names,
+//! Prometheus metrics: every number of a [`Snapshot`](crate::Snapshot) under stable names,
 //! with bounded cardinality.
 //!
 //! # Three ways out

@@ -11,7 +11,7 @@
 //! | `/debug/pprof/allocs` | the same profile with the all-time allocation samples first (Go's `allocs`) |
 //! | `/debug/pprof/heap.svg` | a flame graph of live sampled bytes (feature `flamegraph`) |
 //! | `/debug/leaks` | the text leak report (`?min_age=` filters the heap part) |
-//! | `/debug/leaks.json` | the whole [`Snapshot`] as JSON |
+//! | `/debug/leaks.json` | the whole [`Snapshot`](crate::Snapshot) as JSON |
 //!
 //! `min_age` takes Go-style durations (`90s`, `1h30m`, `250ms`, `1.5h`) or
 //! plain seconds (`3600`); `debug` takes `0` or `1`. A bad value is a `400`

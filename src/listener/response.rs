@@ -59,6 +59,7 @@ pub(crate) const JSON: &str = "application/json";
 /// `application/octet-stream`, what Go serves pprof profiles as.
 pub(crate) const OCTET_STREAM: &str = "application/octet-stream";
 /// `image/svg+xml`.
+#[cfg(feature = "flamegraph")]
 pub(crate) const SVG: &str = "image/svg+xml";
 
 #[cfg(test)]
