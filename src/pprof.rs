@@ -49,6 +49,16 @@
 //! go tool pprof -sample_index=alloc_space -top heap.out
 //! ```
 //!
+//! # Where things are
+//!
+//! This file holds the options and the entry points (gzip and streaming);
+//! `pprof/values.rs` splits a heap site into samples with named
+//! values (`Values`) in Go's sample-type order, `pprof/builder.rs` interns
+//! the tables and builds the `Profile` message, `pprof/text.rs` writes the
+//! `?debug=1` text, `pprof/mapping.rs` reads the process's mappings and build
+//! ids, and `pprof/proto.rs` holds the generated (crate-private)
+//! `profile.proto` types.
+//!
 //! # Examples
 //!
 //! ```
