@@ -95,6 +95,8 @@ pub mod flamegraph;
 pub mod pprof;
 
 // -- exporters: prometheus and the debug server --
+#[cfg(feature = "http")]
+mod listener;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 #[cfg(feature = "http")]

@@ -2,25 +2,18 @@
 //! types, default sample type, period, values, stacks with inlined lines,
 //! age labels, mappings. Built on a synthetic snapshot with a known pattern.
 
+#[path = "common/pprof.rs"]
+mod pprof_common;
+
 use std::collections::HashMap;
-use std::io::Read;
 use std::time::Duration;
 
 use leakscope::histogram::{bucket_index, Histogram, BUCKETS};
-use leakscope::pprof::{self, proto, ProfileOptions};
+use leakscope::pprof::{self, ProfileOptions};
 use leakscope::{Frame, HeapSite, Snapshot};
-use prost::Message;
+use pprof_common::{decode, proto};
 
 const MIN: Duration = Duration::from_secs(60);
-
-fn decode(gz: &[u8]) -> proto::Profile {
-    assert_eq!(&gz[..2], &[0x1f, 0x8b], "not gzip");
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(gz)
-        .read_to_end(&mut raw)
-        .expect("gunzip");
-    proto::Profile::decode(raw.as_slice()).expect("decode profile.proto")
-}
 
 /// A live-age breakdown: (age, objects, bytes) per group of allocations.
 fn site(frames: Vec<Frame>, live: &[(Duration, u64, u64)], alloc: (u64, u64)) -> HeapSite {
@@ -283,18 +276,4 @@ fn text_form_reads_like_go_debug_1() {
         "{old}"
     );
     assert!(!old.contains("# age <= 2.5ms"), "{old}");
-}
-
-#[test]
-fn streamed_encoding_equals_the_message() {
-    let snap = known_snapshot();
-    for opts in [
-        ProfileOptions::heap(),
-        ProfileOptions::allocs().min_age(10 * MIN),
-    ] {
-        let mut streamed = decode(&pprof::profile(&snap, &opts));
-        let message = pprof::profile_message(&snap, &opts);
-        streamed.time_nanos = message.time_nanos;
-        assert_eq!(streamed, message);
-    }
 }

@@ -5,11 +5,13 @@
 //! global allocator. One test function, because the sample rate and
 //! leakscope's clock are process-wide.
 
-use std::io::Read;
+#[path = "common/pprof.rs"]
+mod pprof_common;
+
 use std::time::Duration;
 
-use leakscope::pprof::{self, proto, ProfileOptions};
-use prost::Message;
+use leakscope::pprof::{self, ProfileOptions};
+use pprof_common::{decode, proto};
 
 #[global_allocator]
 static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::system();
@@ -38,14 +40,6 @@ fn alloc_young(store: &mut Vec<Vec<u8>>, n: usize, size: usize) {
     for _ in 0..n {
         store.push(std::hint::black_box(Vec::with_capacity(size)));
     }
-}
-
-fn decode(gz: &[u8]) -> proto::Profile {
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(gz)
-        .read_to_end(&mut raw)
-        .expect("gunzip");
-    proto::Profile::decode(raw.as_slice()).expect("decode")
 }
 
 struct View<'a>(&'a proto::Profile);

@@ -6,15 +6,17 @@
 //! bounds are generous (a debug build on a loaded 2-core machine); the
 //! measured numbers are in the README.
 
+#[path = "common/pprof.rs"]
+mod pprof_common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use leakscope::histogram::{bucket_index, Histogram, BUCKETS};
-use leakscope::pprof::{self, proto, ProfileOptions};
+use leakscope::pprof::{self, ProfileOptions};
 use leakscope::{Frame, HeapSite, Snapshot};
-use prost::Message;
+use pprof_common::decode;
 
 struct Counting;
 
@@ -122,11 +124,7 @@ fn hundred_thousand_sites_in_bounded_time_and_memory() {
     assert!(extra < 512 << 20, "peak extra heap {} MiB", extra >> 20);
     assert!(gz.len() < 32 << 20, "profile is {} bytes", gz.len());
 
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(gz.as_slice())
-        .read_to_end(&mut raw)
-        .expect("gunzip");
-    let p = proto::Profile::decode(raw.as_slice()).expect("decode");
+    let p = decode(&gz);
     assert_eq!(p.sample.len(), 3 * SITES);
     // Distinct leaf addresses + 500 helper-in-caller locations + 5 base frames.
     assert_eq!(p.location.len(), SITES + 500 + 5);

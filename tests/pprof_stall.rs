@@ -5,14 +5,15 @@
 //! CPU-bound thread runs instead of the profiler, if that is larger. Own
 //! process: the tracking allocator is this binary's global allocator.
 
+#[path = "common/pprof.rs"]
+mod pprof_common;
+
 use std::collections::VecDeque;
-use std::io::Read;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leakscope::pprof::{self, ProfileOptions};
-use prost::Message;
 
 #[global_allocator]
 static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::system();
@@ -109,11 +110,7 @@ fn profiling_does_not_stall_allocating_threads() {
 
     let stats = leakscope::heap_stats();
     assert!(stats.samples > 100, "the allocator sampled: {stats:?}");
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(last.as_slice())
-        .read_to_end(&mut raw)
-        .expect("gunzip");
-    let p = leakscope::pprof::proto::Profile::decode(raw.as_slice()).expect("decode");
+    let p = pprof_common::decode(&last);
     assert!(!p.sample.is_empty(), "the profiles taken have samples");
     took.sort();
     eprintln!(

@@ -5,13 +5,25 @@
 
 mod common;
 
-use std::io::Read;
+#[path = "common/pprof.rs"]
+mod pprof_common;
+
 use std::time::Duration;
 
 use common::{get, request};
-use leakscope::pprof::proto;
 use leakscope::server::{self, ServerBuilder};
-use prost::Message;
+use pprof_common::decode;
+
+/// Every route of the debug server, as its module docs list them.
+const ROUTES: [&str; 7] = [
+    "/",
+    "/metrics",
+    "/debug/pprof/heap",
+    "/debug/pprof/allocs",
+    "/debug/pprof/heap.svg",
+    "/debug/leaks",
+    "/debug/leaks.json",
+];
 
 #[global_allocator]
 static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::system();
@@ -20,14 +32,6 @@ static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::syste
 #[inline(never)]
 fn server_routes_known_site() -> Vec<u8> {
     std::hint::black_box(vec![7u8; 8 << 20])
-}
-
-fn decode(gz: &[u8]) -> proto::Profile {
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(gz)
-        .read_to_end(&mut raw)
-        .expect("profile is gzipped");
-    proto::Profile::decode(raw.as_slice()).expect("profile decodes")
 }
 
 #[test]
@@ -46,7 +50,7 @@ fn every_route_answers() {
     let r = get(addr, "/");
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type, "text/html; charset=utf-8");
-    for route in &server::ROUTES[1..] {
+    for route in &ROUTES[1..] {
         assert!(r.text().contains(&format!("href=\"{route}")), "{route}");
     }
 
@@ -159,7 +163,7 @@ fn every_route_answers() {
     assert_eq!(r.status, 404);
     assert_eq!(r.text().lines().count(), 1);
     for q in ["min_age=banana", "min_age=-1", "debug=7", "min_age=%zz"] {
-        for route in &server::ROUTES[1..] {
+        for route in &ROUTES[1..] {
             let r = get(addr, &format!("{route}?{q}"));
             assert_eq!(r.status, 400, "{route}?{q}");
             assert_eq!(r.text().lines().count(), 1, "{route}?{q}: {}", r.text());

@@ -11,7 +11,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::{render_with, Limits, CONTENT_TYPE};
-use crate::server::{Response, Server, ServerBuilder};
+use crate::listener::{Response, Server, ServerBuilder};
 
 /// Why [`install`] failed.
 #[derive(Debug)]

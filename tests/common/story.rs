@@ -1,11 +1,11 @@
 //! Shared checks of the story's end-to-end tests (leaky and fixed runs, each
 //! in its own test binary: tracked sites are process-wide).
 
-use std::collections::HashMap;
-use std::io::Read;
-use std::net::SocketAddr;
+#[path = "pprof.rs"]
+mod pprof_common;
 
-use prost::Message;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 
 /// The scenario's source, to find line numbers the report must point at.
 pub const SCENARIO_SRC: &str = include_str!("../../examples/leaky_server/scenario.rs");
@@ -32,11 +32,7 @@ pub fn metric_value(text: &str, metric: &str, needles: &[&str]) -> Option<f64> {
 /// In-use bytes per leaf function (the first line of each sample's first
 /// location) of a gzipped pprof heap profile, largest first.
 pub fn inuse_by_leaf(gz: &[u8]) -> Vec<(String, i64)> {
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(gz)
-        .read_to_end(&mut raw)
-        .expect("profile is gzip");
-    let p = leakscope::pprof::proto::Profile::decode(&raw[..]).expect("profile decodes");
+    let p = pprof_common::decode(gz);
     let inuse = p
         .sample_type
         .iter()
@@ -47,7 +43,7 @@ pub fn inuse_by_leaf(gz: &[u8]) -> Vec<(String, i64)> {
         .iter()
         .map(|f| (f.id, p.string_table[f.name as usize].as_str()))
         .collect();
-    let locs: HashMap<u64, &leakscope::pprof::proto::Location> =
+    let locs: HashMap<u64, &pprof_common::proto::Location> =
         p.location.iter().map(|l| (l.id, l)).collect();
     let mut by: HashMap<String, i64> = HashMap::new();
     for s in &p.sample {

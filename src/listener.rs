@@ -1,6 +1,12 @@
-//! The listener: one background thread running a single-threaded tokio
+//! The hardened HTTP listener that both the debug server
+//! ([`crate::server`]) and the Prometheus installer (`prometheus::install`)
+//! serve through: one background thread running a single-threaded tokio
 //! runtime that accepts connections, parses requests with hyper under hard
 //! limits, and hands each request to a bounded pool of blocking workers.
+//!
+//! It knows nothing of routes: it answers every request with a [`Handler`]
+//! (path and query in, [`Response`] out). Its options are [`ServerBuilder`];
+//! the running listener is a [`Server`].
 //!
 //! ```text
 //!  accept ──► slot free? ──no──► "503", close          (connection cap)
@@ -37,7 +43,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
-use super::{Response, ServerBuilder};
+mod builder;
+mod response;
+
+pub use builder::ServerBuilder;
+pub use response::Response;
+#[cfg(feature = "flamegraph")]
+pub(crate) use response::SVG;
+pub(crate) use response::{HTML, JSON, OCTET_STREAM, TEXT};
 
 /// What answers requests: path and raw query in, response out. Runs on a
 /// blocking worker thread.
@@ -57,7 +70,7 @@ struct Stop {
     notify: Notify,
 }
 
-/// A running debug server (see [`serve`](super::serve)).
+/// A running debug server (see [`serve`](crate::server::serve)).
 ///
 /// Dropping it shuts it down, like [`Server::shutdown`].
 #[must_use = "the server shuts down when this handle is dropped"]
@@ -365,7 +378,7 @@ mod tests {
             if path == "/boom" {
                 panic!("handler bug");
             }
-            Response::ok(super::super::TEXT, "fine")
+            Response::ok(TEXT, "fine")
         });
         let addrs = ["127.0.0.1:0".parse().expect("addr")];
         let srv = start(&addrs, ServerBuilder::new(), handler).expect("start");
@@ -399,7 +412,7 @@ mod tests {
             m.fetch_max(now, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(100));
             r.fetch_sub(1, Ordering::SeqCst);
-            Response::ok(super::super::TEXT, "done")
+            Response::ok(TEXT, "done")
         });
         let addrs = ["127.0.0.1:0".parse().expect("addr")];
         let srv = start(&addrs, ServerBuilder::new().workers(2), handler).expect("start");
@@ -421,7 +434,7 @@ mod tests {
             if path == "/slow" {
                 std::thread::sleep(Duration::from_millis(1500));
             }
-            Response::ok(super::super::TEXT, "done")
+            Response::ok(TEXT, "done")
         });
         let addrs = ["127.0.0.1:0".parse().expect("addr")];
         let b = ServerBuilder::new().request_timeout(Duration::from_millis(500));
@@ -441,7 +454,7 @@ mod tests {
 
     #[test]
     fn bad_header_value_falls_back() {
-        let r = Response::ok(super::super::TEXT, "x").with_header("x-bad", "a\nb");
+        let r = Response::ok(TEXT, "x").with_header("x-bad", "a\nb");
         let h = http(r);
         assert_eq!(h.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }

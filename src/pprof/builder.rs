@@ -1,0 +1,312 @@
+//! Building the `profile.proto` message: interning tables (strings,
+//! functions, locations by address, mappings) and the walk over a
+//! snapshot's heap sites that emits one sample per part as it goes.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::snapshot::{Frame, Snapshot};
+
+use super::mapping;
+use super::proto;
+use super::values::{bucket_age_ns, site_parts, to_i64, AGE_LABEL, AGE_UNIT, SAMPLE_TYPES};
+use super::ProfileOptions;
+
+/// Interning tables of one profile under construction.
+pub(super) struct Builder {
+    strings: Vec<String>,
+    string_ix: HashMap<String, i64>,
+    functions: Vec<proto::Function>,
+    function_ix: HashMap<(i64, i64), u64>,
+    locations: Vec<proto::Location>,
+    /// Locations by address (several only if one address was symbolized
+    /// differently, e.g. in a synthetic snapshot).
+    by_address: HashMap<u64, Vec<u64>>,
+    /// Locations without an address, by their lines.
+    by_lines: HashMap<Vec<(u64, i64)>, u64>,
+    mappings: Vec<mapping::MappingInfo>,
+}
+
+impl Builder {
+    pub(super) fn new(mappings: &[mapping::MappingInfo]) -> Self {
+        let mut b = Builder {
+            strings: Vec::new(),
+            string_ix: HashMap::new(),
+            functions: Vec::new(),
+            function_ix: HashMap::new(),
+            locations: Vec::new(),
+            by_address: HashMap::new(),
+            by_lines: HashMap::new(),
+            mappings: mappings.to_vec(),
+        };
+        b.string(""); // string_table[0] must be "".
+        b
+    }
+
+    fn string(&mut self, s: &str) -> i64 {
+        if let Some(&i) = self.string_ix.get(s) {
+            return i;
+        }
+        let i = to_i64(self.strings.len() as u64);
+        self.strings.push(s.to_owned());
+        self.string_ix.insert(s.to_owned(), i);
+        i
+    }
+
+    fn function(&mut self, f: &Frame) -> u64 {
+        let name = self.string(&f.function);
+        let file = self.string(f.file.as_deref().unwrap_or(""));
+        if let Some(&id) = self.function_ix.get(&(name, file)) {
+            return id;
+        }
+        let id = self.functions.len() as u64 + 1;
+        self.functions.push(proto::Function {
+            id,
+            name,
+            system_name: name,
+            filename: file,
+            start_line: 0,
+        });
+        self.function_ix.insert((name, file), id);
+        id
+    }
+
+    /// The mapping id (1-based) holding `addr`, or 0.
+    fn mapping_of(&self, addr: u64) -> u64 {
+        if addr == 0 {
+            return 0;
+        }
+        self.mappings
+            .iter()
+            .position(|m| m.start <= addr && addr < m.limit)
+            .map_or(0, |i| i as u64 + 1)
+    }
+
+    /// Whether location `id` has exactly the lines of `group`.
+    fn same_lines(&self, id: u64, group: &[Frame]) -> bool {
+        let loc = &self.locations[(id - 1) as usize];
+        loc.line.len() == group.len()
+            && loc.line.iter().zip(group).all(|(l, f)| {
+                let func = &self.functions[(l.function_id - 1) as usize];
+                l.line == i64::from(f.line.unwrap_or(0))
+                    && self.strings[func.name as usize] == f.function
+                    && self.strings[func.filename as usize] == f.file.as_deref().unwrap_or("")
+            })
+    }
+
+    /// One location for a group of frames sharing an address: the inlined
+    /// ones (innermost first) and the function they were inlined into last.
+    ///
+    /// Real stacks repeat addresses far more often than they bring new ones,
+    /// so a known address is found by one integer lookup and a comparison
+    /// of names, without interning anything.
+    fn location(&mut self, group: &[Frame]) -> u64 {
+        let address = group.last().map_or(0, |f| f.address);
+        if address != 0 {
+            if let Some(ids) = self.by_address.get(&address) {
+                if let Some(&id) = ids.iter().find(|&&id| self.same_lines(id, group)) {
+                    return id;
+                }
+            }
+        }
+        let lines: Vec<(u64, i64)> = group
+            .iter()
+            .map(|f| (self.function(f), i64::from(f.line.unwrap_or(0))))
+            .collect();
+        if address == 0 {
+            if let Some(&id) = self.by_lines.get(&lines) {
+                return id;
+            }
+        }
+        let id = self.locations.len() as u64 + 1;
+        self.locations.push(proto::Location {
+            id,
+            mapping_id: self.mapping_of(address),
+            address,
+            line: lines
+                .iter()
+                .map(|&(function_id, line)| proto::Line { function_id, line })
+                .collect(),
+            is_folded: false,
+        });
+        if address == 0 {
+            self.by_lines.insert(lines, id);
+        } else {
+            self.by_address.entry(address).or_default().push(id);
+        }
+        id
+    }
+
+    /// Location ids of a stack, leaf first.
+    fn stack(&mut self, frames: &[Frame]) -> Vec<u64> {
+        let mut ids = Vec::with_capacity(frames.len());
+        let mut start = 0;
+        for (i, f) in frames.iter().enumerate() {
+            // A frame with `inlined` was inlined into the next one: keep
+            // grouping. The group closes at the frame it was inlined into
+            // (or at the end of a malformed list that ends inlined).
+            if !f.inlined || i + 1 == frames.len() {
+                ids.push(self.location(&frames[start..=i]));
+                start = i + 1;
+            }
+        }
+        if ids.is_empty() {
+            let unknown = Frame::new("[unknown stack]", None, None);
+            ids.push(self.location(std::slice::from_ref(&unknown)));
+        }
+        ids
+    }
+}
+
+/// Builds the profile, handing each sample to `emit` as it is made; the
+/// returned message has everything but the samples.
+pub(super) fn build(
+    snapshot: &Snapshot,
+    opts: &ProfileOptions,
+    maps: &[mapping::MappingInfo],
+    mut emit: impl FnMut(proto::Sample),
+) -> proto::Profile {
+    let heap = &snapshot.heap;
+    let mut b = Builder::new(maps);
+    let sample_type = SAMPLE_TYPES
+        .iter()
+        .map(|(t, u)| proto::ValueType {
+            r#type: b.string(t),
+            unit: b.string(u),
+        })
+        .collect();
+    let period_type = Some(proto::ValueType {
+        r#type: b.string("space"),
+        unit: b.string("bytes"),
+    });
+    let age_key = b.string(AGE_LABEL);
+    let age_unit = b.string(AGE_UNIT);
+
+    let mut parts = Vec::new();
+    for site in &heap.sites {
+        site_parts(site, opts.min_age, &mut parts);
+        if parts.is_empty() {
+            continue;
+        }
+        let stack = b.stack(&site.frames);
+        for p in &parts {
+            let label = p
+                .bucket
+                .map(|i| proto::Label {
+                    key: age_key,
+                    str: 0,
+                    num: bucket_age_ns(i, site.oldest_age),
+                    num_unit: age_unit,
+                })
+                .into_iter()
+                .collect();
+            emit(proto::Sample {
+                location_id: stack.clone(),
+                value: p.values.to_sample(),
+                label,
+            });
+        }
+    }
+
+    let comment = vec![
+        b.string(&format!(
+            "leakscope heap profile: unbiased estimates from allocations sampled every ~{} bytes",
+            heap.sample_rate
+        )),
+        b.string("label age = upper bound of the live allocations' age bucket (unlabelled samples: freed allocations)"),
+    ];
+    let default_sample_type = b.string(opts.kind.default_sample_type());
+
+    let mut mapping = Vec::with_capacity(b.mappings.len());
+    for (i, m) in maps.iter().enumerate() {
+        let filename = b.string(&m.path);
+        let build_id = m.build_id.as_deref().map_or(0, |id| b.string(id));
+        mapping.push(proto::Mapping {
+            id: i as u64 + 1,
+            memory_start: m.start,
+            memory_limit: m.limit,
+            file_offset: m.offset,
+            filename,
+            build_id,
+            has_functions: true,
+            has_filenames: true,
+            has_line_numbers: true,
+            has_inline_frames: true,
+        });
+    }
+
+    let time_nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    proto::Profile {
+        sample_type,
+        sample: Vec::new(),
+        mapping,
+        location: std::mem::take(&mut b.locations),
+        function: std::mem::take(&mut b.functions),
+        string_table: std::mem::take(&mut b.strings),
+        drop_frames: 0,
+        keep_frames: 0,
+        time_nanos,
+        duration_nanos: 0,
+        period_type,
+        period: to_i64(heap.sample_rate),
+        comment,
+        default_sample_type,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inlined_frames_share_one_location() {
+        let frames = vec![
+            Frame::new("inner", Some("a.rs".into()), Some(1)).with_address(0x10, true),
+            Frame::new("middle", Some("a.rs".into()), Some(2)).with_address(0x10, true),
+            Frame::new("outer", Some("a.rs".into()), Some(3)).with_address(0x10, false),
+            Frame::new("main", Some("m.rs".into()), Some(9)).with_address(0x20, false),
+        ];
+        let mut b = Builder::new(&[]);
+        let ids = b.stack(&frames);
+        assert_eq!(ids, vec![1, 2]);
+        assert_eq!(b.locations[0].address, 0x10);
+        assert_eq!(b.locations[0].line.len(), 3);
+        let f0 = b.locations[0].line[0].function_id as usize - 1;
+        let f2 = b.locations[0].line[2].function_id as usize - 1;
+        assert_eq!(b.strings[b.functions[f0].name as usize], "inner");
+        assert_eq!(b.strings[b.functions[f2].name as usize], "outer");
+        // Same stack again: same ids, no new entries.
+        assert_eq!(b.stack(&frames), vec![1, 2]);
+        assert_eq!(b.locations.len(), 2);
+        assert_eq!(b.functions.len(), 4);
+        // An empty stack still gets a location.
+        assert_eq!(b.stack(&[]).len(), 1);
+    }
+
+    #[test]
+    fn locations_point_into_their_mapping() {
+        let maps = [
+            mapping::MappingInfo {
+                start: 0x1000,
+                limit: 0x2000,
+                offset: 0,
+                path: "/bin/app".into(),
+                build_id: Some("abcd".into()),
+            },
+            mapping::MappingInfo {
+                start: 0x8000,
+                limit: 0x9000,
+                offset: 0x1000,
+                path: "/lib/libc.so".into(),
+                build_id: None,
+            },
+        ];
+        let b = Builder::new(&maps);
+        assert_eq!(b.mapping_of(0x1000), 1);
+        assert_eq!(b.mapping_of(0x8fff), 2);
+        assert_eq!(b.mapping_of(0x9000), 0);
+        assert_eq!(b.mapping_of(0), 0);
+    }
+}

@@ -1,0 +1,117 @@
+//! Publishing through the [`metrics`] facade: the same families as the
+//! text format, written into whatever recorder the application installed.
+//! The facade cannot take bucket counts, so each histogram becomes plain
+//! `_bucket`/`_count` counters and a `_sum` gauge (see the module docs of
+//! [`crate::prometheus`]).
+
+use std::collections::HashSet;
+
+use crate::snapshot::Snapshot;
+
+use super::build::{build, with_state};
+use super::model::{Family, Kind, Labels, Value, LIFETIME};
+use super::text::le_label;
+use super::Limits;
+
+/// Records every leakscope metric of `snap` through the [`metrics`] facade,
+/// into whatever recorder is installed (global, or thread-local with
+/// `metrics::with_local_recorder`), with the default [`Limits`].
+///
+/// Counters go through `Counter::absolute` (idempotent, never decreasing),
+/// gauges through `Gauge::set`. The two histograms become series a
+/// Prometheus server reads as histograms (`<name>_bucket{le}` and
+/// `<name>_count` counters, a `<name>_sum` gauge), because the facade cannot
+/// take bucket counts; see the module docs. Gauge series that left the
+/// export (a heap site out of the top, a holder gone) are set to 0 once.
+///
+/// Call it from a timer or scrape thread, never from an allocator hook.
+/// Do not combine it with [`install`](super::install), which exports the same names itself.
+///
+/// # Examples
+///
+/// ```
+/// // With no recorder installed this is a no-op.
+/// leakscope::prometheus::publish(&leakscope::snapshot());
+/// ```
+pub fn publish(snap: &Snapshot) {
+    publish_with(snap, &Limits::default());
+}
+
+/// Like [`publish`], with explicit [`Limits`].
+pub fn publish_with(snap: &Snapshot, limits: &Limits) {
+    with_state(|st| {
+        let fams = build(snap, limits, st);
+        let mut gauges: HashSet<(&'static str, Labels)> = HashSet::new();
+        for f in &fams {
+            describe(f);
+            for s in &f.samples {
+                let labels = to_metrics_labels(&s.labels);
+                match (&s.value, f.kind) {
+                    (Value::Int(v), Kind::Counter) => {
+                        metrics::counter!(f.name, labels).absolute(*v);
+                    }
+                    (Value::Int(v), _) => {
+                        metrics::gauge!(f.name, labels).set(*v as f64);
+                        gauges.insert((f.name, s.labels.clone()));
+                    }
+                    (Value::Float(v), _) => {
+                        metrics::gauge!(f.name, labels).set(*v);
+                        gauges.insert((f.name, s.labels.clone()));
+                    }
+                    (Value::Hist(h), _) => {
+                        let (bucket, sum, count) = hist_names(f.name);
+                        let cum = h.cumulative();
+                        for (i, c) in cum.iter().enumerate() {
+                            let mut l = labels.clone();
+                            l.push(metrics::Label::new("le", le_label(i)));
+                            metrics::counter!(bucket, l).absolute(*c);
+                        }
+                        metrics::gauge!(sum, labels.clone()).set(h.sum_seconds);
+                        metrics::counter!(count, labels).absolute(cum.last().copied().unwrap_or(0));
+                    }
+                }
+            }
+        }
+        // Zero the gauge series that left the export.
+        for (name, labels) in st.published_gauges.difference(&gauges) {
+            metrics::gauge!(*name, to_metrics_labels(labels)).set(0.0);
+        }
+        st.published_gauges = gauges;
+    });
+}
+
+fn hist_names(name: &str) -> (&'static str, &'static str, &'static str) {
+    if name == LIFETIME {
+        (
+            "leakscope_object_lifetime_seconds_bucket",
+            "leakscope_object_lifetime_seconds_sum",
+            "leakscope_object_lifetime_seconds_count",
+        )
+    } else {
+        (
+            "leakscope_objects_live_age_seconds_bucket",
+            "leakscope_objects_live_age_seconds_sum",
+            "leakscope_objects_live_age_seconds_count",
+        )
+    }
+}
+
+fn describe(f: &Family) {
+    match f.kind {
+        Kind::Counter => metrics::describe_counter!(f.name, f.help),
+        Kind::Gauge => metrics::describe_gauge!(f.name, f.help),
+        Kind::Histogram => {
+            let (bucket, sum, count) = hist_names(f.name);
+            metrics::describe_counter!(bucket, f.help);
+            metrics::describe_gauge!(sum, f.help);
+            metrics::describe_counter!(count, f.help);
+        }
+    }
+}
+
+fn to_metrics_labels(labels: &Labels) -> Vec<metrics::Label> {
+    labels
+        .iter()
+        .map(|(k, v)| metrics::Label::new(*k, v.clone()))
+        .collect()
+}

@@ -1,0 +1,169 @@
+//! The routing table of the debug server and its handlers: each route is a
+//! plain function from a raw query string to a [`Response`], so an
+//! application with its own HTTP server can mount them one by one.
+
+#[cfg(feature = "flamegraph")]
+use crate::listener::SVG;
+use crate::listener::{Response, JSON, OCTET_STREAM, TEXT};
+use crate::snapshot::Snapshot;
+use crate::SnapshotOptions;
+
+use super::index::index;
+use super::query::Query;
+
+/// What answers one route: the raw query string in, the response out.
+type RouteHandler = fn(&str) -> Response;
+
+/// The routing table: every route of the debug server with its handler, in
+/// the order the module docs list them.
+pub(crate) const ROUTES: [(&str, RouteHandler); 7] = [
+    ("/", |_| index()),
+    ("/metrics", metrics),
+    ("/debug/pprof/heap", pprof_heap),
+    ("/debug/pprof/allocs", pprof_allocs),
+    ("/debug/pprof/heap.svg", heap_svg),
+    ("/debug/leaks", leaks),
+    ("/debug/leaks.json", leaks_json),
+];
+
+/// Dispatches a request by path to the handler of that route: the whole
+/// debug server as one function. Unknown paths get a `404`.
+///
+/// `query` is the raw query string without the `?` (may be empty).
+///
+/// # Examples
+///
+/// ```
+/// let r = leakscope::server::route("/debug/leaks", "");
+/// assert_eq!(r.status, 200);
+/// let r = leakscope::server::route("/debug/leaks", "min_age=banana");
+/// assert_eq!(r.status, 400);
+/// assert_eq!(leakscope::server::route("/nope", "").status, 404);
+/// ```
+pub fn route(path: &str, query: &str) -> Response {
+    match ROUTES.iter().find(|(p, _)| *p == path) {
+        Some((_, handler)) => handler(query),
+        None => Response::error(404, "not found (the routes are listed at /)"),
+    }
+}
+
+fn parse(query: &str) -> Result<Query, Response> {
+    Query::parse(query).map_err(|e| Response::error(400, &e.to_string()))
+}
+
+fn snapshot_for(q: &Query) -> Snapshot {
+    let mut opts = SnapshotOptions::new();
+    if let Some(a) = q.min_age {
+        opts = opts.min_age(a);
+    }
+    crate::snapshot_with(&opts)
+}
+
+/// `/metrics`: every leakscope metric in the Prometheus text format.
+pub fn metrics(query: &str) -> Response {
+    if let Err(r) = parse(query) {
+        return r;
+    }
+    Response::ok(
+        crate::prometheus::CONTENT_TYPE,
+        crate::prometheus::render(&crate::snapshot()),
+    )
+}
+
+/// `/debug/pprof/heap`: the heap profile (gzipped `profile.proto`, as Go's
+/// `/debug/pprof/heap`); `debug=1` for text, `min_age` for the leak view.
+pub fn pprof_heap(query: &str) -> Response {
+    profile(query, false)
+}
+
+/// `/debug/pprof/allocs`: like [`pprof_heap`] with the all-time allocation
+/// samples as the default sample type (Go's `/debug/pprof/allocs`).
+pub fn pprof_allocs(query: &str) -> Response {
+    profile(query, true)
+}
+
+fn profile(query: &str, allocs: bool) -> Response {
+    let q = match parse(query) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let mut opts = if allocs {
+        crate::pprof::ProfileOptions::allocs()
+    } else {
+        crate::pprof::ProfileOptions::heap()
+    };
+    if let Some(a) = q.min_age {
+        opts = opts.min_age(a);
+    }
+    let snap = snapshot_for(&q);
+    if q.debug {
+        return Response::ok(TEXT, crate::pprof::text(&snap, &opts));
+    }
+    let name = if allocs { "allocs" } else { "heap" };
+    Response::ok(OCTET_STREAM, crate::pprof::profile(&snap, &opts)).with_header(
+        "content-disposition",
+        format!("attachment; filename=\"{name}\""),
+    )
+}
+
+/// `/debug/pprof/heap.svg`: a flame graph of the live sampled heap (needs
+/// the `flamegraph` feature; `501` without it).
+pub fn heap_svg(query: &str) -> Response {
+    let q = match parse(query) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    #[cfg(feature = "flamegraph")]
+    {
+        match crate::flamegraph::heap_svg(&snapshot_for(&q)) {
+            Ok(svg) => Response::ok(SVG, svg),
+            Err(e) => Response::error(500, &format!("flame graph failed: {e}")),
+        }
+    }
+    #[cfg(not(feature = "flamegraph"))]
+    {
+        let _ = q;
+        Response::error(501, "built without the flamegraph feature")
+    }
+}
+
+/// `/debug/leaks`: the text leak report ([`Snapshot`]'s `Display`).
+pub fn leaks(query: &str) -> Response {
+    match parse(query) {
+        Ok(q) => Response::ok(TEXT, snapshot_for(&q).to_string()),
+        Err(r) => r,
+    }
+}
+
+/// `/debug/leaks.json`: the whole [`Snapshot`] as JSON.
+pub fn leaks_json(query: &str) -> Response {
+    let q = match parse(query) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    match serde_json::to_vec_pretty(&snapshot_for(&q)) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            Response::ok(JSON, body)
+        }
+        Err(e) => Response::error(500, &format!("json encoding failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn router_knows_every_route() {
+        for (p, _) in ROUTES {
+            let r = route(p, "min_age=banana");
+            if p == "/" {
+                assert_eq!(r.status, 200);
+            } else {
+                assert_eq!(r.status, 400, "{p}");
+            }
+        }
+        assert_eq!(route("/debug/pprof/heap.svgx", "").status, 404);
+    }
+}
