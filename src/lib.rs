@@ -73,6 +73,7 @@ pub mod alloc;
 pub mod clock;
 mod format;
 pub mod histogram;
+mod report;
 pub mod snapshot;
 mod stack;
 pub mod testing;
@@ -106,66 +107,8 @@ pub use crate::alloc::{sample_rate, set_sample_rate, TrackingAllocator};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+#[doc(inline)]
+pub use crate::snapshot::{heap_stats, snapshot, snapshot_with, SnapshotOptions};
 pub use crate::snapshot::{
     Frame, HeapSite, HeapSnapshot, HeapStats, Holder, LabelCount, ObjectSite, Snapshot,
 };
-
-use core::time::Duration;
-
-/// The exact allocator totals alone: cheap (a sum over per-thread counters),
-/// no symbolization, no sites. For tests and frequent polling.
-///
-/// All zeros when [`TrackingAllocator`] is not the global allocator.
-///
-/// # Examples
-///
-/// ```
-/// let s = leakscope::heap_stats();
-/// assert!(s.live_bytes <= s.allocated_bytes);
-/// ```
-pub fn heap_stats() -> HeapStats {
-    alloc::heap_stats()
-}
-
-/// What a snapshot should include.
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct SnapshotOptions {
-    /// Keep only live allocations at least this old in the heap sites' live
-    /// fields (the leak view); `None` keeps all.
-    pub min_age: Option<Duration>,
-}
-
-impl SnapshotOptions {
-    /// Default options: everything.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Keeps only live heap samples at least `age` old.
-    #[must_use]
-    pub fn min_age(mut self, age: Duration) -> Self {
-        self.min_age = Some(age);
-        self
-    }
-}
-
-/// Takes a [`Snapshot`] of the heap and of every tracked-object site.
-///
-/// Symbolizes sampled stacks on first sight (cached after, in leakscope's own
-/// untracked memory, so symbolization never shows up in your heap numbers).
-pub fn snapshot() -> Snapshot {
-    snapshot_with(&SnapshotOptions::default())
-}
-
-/// Like [`snapshot()`], with options (e.g. a `min_age` filter for the leak view).
-pub fn snapshot_with(opts: &SnapshotOptions) -> Snapshot {
-    let now = clock::now_ns();
-    let heap = alloc::heap_snapshot(now, opts.min_age);
-    let objects = objects::snapshot_sites(now);
-    Snapshot {
-        taken_at_ns: now,
-        heap,
-        objects,
-    }
-}
