@@ -1,6 +1,7 @@
 //! Lifetimes, ages, cohort conservation under racing threads, and leak
-//! suspicion. This binary moves leakscope's clock (`clock::advance`), so its
-//! tests take a lock and run one at a time.
+//! suspicion. This binary moves leakscope's clock
+//! (`testing::advance_clock`), so its tests take a lock and run one at a
+//! time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Barrier, Mutex, MutexGuard};

@@ -1,5 +1,5 @@
 //! Sites, exact counts across threads, the `Tracked<T>` API.
-//! (No `clock::advance` here: ages in this binary are real.)
+//! (No `testing::advance_clock` here: ages in this binary are real.)
 
 use std::sync::{Arc, Barrier};
 use std::thread;

@@ -61,7 +61,7 @@ fn hold(header: &Header, loc: &'static Location<'static>) -> (&'static HolderRec
         Some(t) => t.get(loc),
         None => unreachable_holders(),
     };
-    let now = super::now_ns();
+    let now = crate::clock::objects::now_ns();
     holder.cohorts.inc(now, usize::MAX);
     (holder, now)
 }

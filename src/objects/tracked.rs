@@ -44,7 +44,7 @@ impl Header {
     #[inline(always)]
     pub(crate) fn with_label(ts: &'static TypeState, label: u16) -> Self {
         let stripe = stripe::current();
-        let stamp = (super::now_ns() & !STRIPE_MASK) | stripe as u64;
+        let stamp = (crate::clock::objects::now_ns() & !STRIPE_MASK) | stripe as u64;
         ts.cohorts.inc(stamp, stripe);
         let mark = scope::enter_object(ts);
         Header {
@@ -77,7 +77,7 @@ impl Header {
 impl Drop for Header {
     #[inline]
     fn drop(&mut self) {
-        let now = super::now_ns();
+        let now = crate::clock::objects::now_ns();
         let ts = self.ts;
         let mine = stripe::current();
         let stripe = (self.stamp & STRIPE_MASK) as usize;
