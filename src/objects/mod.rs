@@ -22,7 +22,7 @@
 //! no read-modify-write and threads at one site share no cache line. An
 //! object dropped on another thread than the one that created it costs one
 //! CAS on a "remote" word of the creator's stripe. Threads beyond 16 at a
-//! time count on a shared stripe with atomic read-modify-writes
+//! time share one overflow stripe, with atomic read-modify-writes
 //! ([`stripe_overflows`] says how many did).
 //!
 //! # Time
@@ -56,17 +56,17 @@
 //! - Holder locations per `track_arc!` site: 16; the rest count as `other`.
 //! - Tracked types must be `'static` (sites tell types apart by `TypeId`).
 
+mod arc;
 mod cohort;
 mod history;
 mod holders;
 mod labels;
 pub(crate) mod scope;
-mod shared;
 pub(crate) mod site;
 mod stripe;
 mod tracked;
 
-pub use shared::{TrackedArc, TrackedWeak};
+pub use arc::{TrackedArc, TrackedWeak};
 pub use tracked::Tracked;
 
 pub(crate) use tracked::Header;
@@ -106,7 +106,7 @@ pub fn set_max_label_values(n: usize) {
 }
 
 /// Threads so far that found every owned stripe taken (they count on each
-/// site's shared stripe, with atomic read-modify-writes; see
+/// site's overflow stripe, with atomic read-modify-writes; see
 /// `objects/stripe.rs`).
 pub fn stripe_overflows() -> u64 {
     stripe::overflowed()

@@ -6,11 +6,11 @@ use core::ops::{Deref, DerefMut};
 use super::labels::NO_LABEL;
 use super::scope::{self, Mark};
 use super::site::TypeState;
-use super::stripe::{self, SHARED};
+use super::stripe::{self, OVERFLOW};
 
 /// The low bits of a birth stamp that hold the stripe id.
 const STRIPE_MASK: u64 = 31;
-const _: () = assert!(SHARED as u64 <= STRIPE_MASK);
+const _: () = assert!(OVERFLOW as u64 <= STRIPE_MASK);
 
 /// What every tracked object carries: its site, its birth time and stripe,
 /// its label and its leak-check mark. 24 bytes on 64-bit targets. Dropping
