@@ -6,13 +6,9 @@ use std::thread;
 
 use leakscope::{track, ObjectSite, Tracked};
 
-fn sites(pred: impl Fn(&ObjectSite) -> bool) -> Vec<ObjectSite> {
-    leakscope::snapshot()
-        .objects
-        .into_iter()
-        .filter(|o| pred(o))
-        .collect()
-}
+#[path = "common/sites.rs"]
+mod sites;
+use sites::sites;
 
 fn named(name: &str) -> ObjectSite {
     let mut v = sites(|o| o.name.as_deref() == Some(name));
