@@ -3,17 +3,6 @@
 //! Find memory and resource leaks in running Rust services: what *retains*
 //! memory and how *old* it is, not only where it was allocated.
 //!
-//! - [`TrackingAllocator`] wraps any [`GlobalAlloc`](core::alloc::GlobalAlloc):
-//!   exact allocation/free totals always, plus Poisson-sampled allocations
-//!   (one every [`sample_rate`] bytes on average, 512 KiB by default, as Go's
-//!   `MemProfileRate`) with their stacks, the lifetimes of freed ones and the
-//!   ages of live ones.
-//! - `track!(value)` / `track_arc!(value)` wrap objects in a drop hook that
-//!   counts created, dropped and live objects per callsite, with lifetimes,
-//!   ages, labels and the places that still hold shared handles.
-//! - [`snapshot()`] reads all of it into plain data that the text report,
-//!   pprof, Prometheus, JSON and flame-graph exporters turn into output.
-//!
 //! # Quick start
 //!
 //! ```no_run
@@ -40,6 +29,63 @@
 //! spawn_deadline_timer(ctx.clone()); // this clone is a "holder"
 //! ```
 //!
+//! # Concepts
+//!
+//! ## The allocator
+//!
+//! [`TrackingAllocator`] wraps any [`GlobalAlloc`](core::alloc::GlobalAlloc)
+//! (`TrackingAllocator::system()` wraps the system allocator). It counts
+//! every allocation and free exactly ([`heap_stats`] reads the totals
+//! cheaply), and samples allocations Poisson-style, one every
+//! [`sample_rate`] bytes on average (512 KiB by default, as Go's
+//! `MemProfileRate`; [`set_sample_rate`] changes it): a sampled allocation
+//! keeps its stack, its age while live and its lifetime once freed. Heap
+//! numbers per stack are estimates scaled up from the samples. Module:
+//! [`alloc`].
+//!
+//! ## Tracked objects
+//!
+//! [`track!`](crate::track) and [`track_arc!`](crate::track_arc) wrap a value
+//! you suspect of leaking (a request context, a connection, a
+//! subscription) in a drop hook, [`Tracked`] or [`TrackedArc`]. Per
+//! callsite they count objects created, dropped and live, with lifetimes of
+//! dropped objects, ages of live ones, live objects per label value
+//! (`track!(v, caller = x)`) and, for shared handles, *who holds* them. They
+//! need no global allocator. Which clock stamps births and drops, and the
+//! label caps, are set in [`objects`].
+//!
+//! ## Snapshots
+//!
+//! [`snapshot()`] (or [`snapshot_with`] and [`SnapshotOptions`], e.g. only
+//! allocations older than ten minutes) reads everything into a [`Snapshot`]:
+//! plain data, the [`HeapSnapshot`] with its sampled [`HeapSite`]s and the
+//! tracked [`ObjectSite`]s, each with [`histogram::Histogram`]s of
+//! lifetimes and ages over one fixed set of buckets. A snapshot prints as a
+//! text report (`println!("{snap}")`), or as one line with
+//! [`Snapshot::summary`]. Module: [`snapshot`](mod@snapshot).
+//!
+//! ## Exporters
+//!
+//! Every exporter reads a snapshot, never the live tables:
+//!
+//! - [`pprof`]: gzipped pprof heap and allocation profiles for `go tool
+//!   pprof`, with ages as labels;
+//! - [`prometheus`] (feature `prometheus`): [`prometheus::render`] to the
+//!   text exposition format, [`prometheus::publish`] into the `metrics`
+//!   facade, and (with `http`) `prometheus::install`, a publisher thread and
+//!   exporter;
+//! - [`server`] (feature `http`): [`server::serve`] starts a small debug
+//!   HTTP server for `/metrics`, `/debug/pprof/*` and `/debug/leaks`;
+//! - [`flamegraph`] (feature `flamegraph`): SVG flame graphs of sampled
+//!   stacks.
+//!
+//! ## Testing
+//!
+//! [`LeakCheck`] fails a test when tracked objects it created are still
+//! live (other tests' objects, on other threads, do not count). The
+//! [`testing`] module holds controls for tests: move leakscope's clock
+//! forward instead of sleeping, fix the sampler's seed.
+//!
 //! # Features
 //!
 //! - `prometheus` (default): [`prometheus::publish`] into the `metrics`
@@ -64,7 +110,9 @@
 //! sends leakscope's own allocations straight to the inner allocator,
 //! uncounted), keeps working during thread teardown, and keeps its metadata
 //! in fixed-size tables whose overflow is counted
-//! ([`HeapStats::dropped_samples`]). See `ARCHITECTURE.md` for the invariants.
+//! ([`HeapStats::dropped_samples`]). Tracked objects take no lock and make
+//! no allocation on their hot path (only the first use of a site, label
+//! value or holder allocates). See `ARCHITECTURE.md` for the invariants.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

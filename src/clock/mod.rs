@@ -4,11 +4,10 @@
 //! snapshot times) is a `u64` count of nanoseconds in `CLOCK_MONOTONIC`'s
 //! time base plus a test offset. Allocations and snapshots read
 //! `CLOCK_MONOTONIC`; tracked objects read the kernel's coarse variant by
-//! default, or the source chosen with
-//! [`objects::use_coarse_clock`](crate::objects::use_coarse_clock) /
-//! [`objects::use_precise_clock`](crate::objects::use_precise_clock)
-//! (the selection lives in `clock/objects.rs`). Reading never allocates and
-//! never locks, so it is safe on the allocator path.
+//! default, or the source chosen with [`objects::use_coarse_clock`] /
+//! [`objects::use_precise_clock`] (the selection lives in
+//! `clock/objects.rs`). Reading never allocates and never locks, so it is
+//! safe on the allocator path.
 //!
 //! [`now_ns`] is the time base of
 //! [`Snapshot::taken_at_ns`](crate::Snapshot::taken_at_ns): compare the two
