@@ -151,12 +151,14 @@ pub mod server;
 
 pub use crate::alloc::{sample_rate, set_sample_rate, TrackingAllocator};
 
-/// The README's examples, compiled as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;
+// -- the vocabulary: snapshots and what they hold --
 #[doc(inline)]
 pub use crate::snapshot::{heap_stats, snapshot, snapshot_with, SnapshotOptions};
 pub use crate::snapshot::{
     Frame, HeapSite, HeapSnapshot, HeapStats, Holder, LabelCount, ObjectSite, Snapshot,
 };
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
