@@ -66,7 +66,7 @@ impl LeakCheck {
     #[allow(clippy::new_without_default)]
     #[track_caller]
     pub fn new() -> Self {
-        let started_ns = crate::objects::read_now_ns();
+        let started_ns = crate::clock::objects::read_now_ns();
         match Scope::begin() {
             Ok(scope) => LeakCheck {
                 scope,
@@ -134,7 +134,7 @@ impl LeakCheck {
 
     /// The leak report, or `None` when nothing (of type `only`) leaked.
     fn report(&self, only: Option<TypeId>) -> Option<String> {
-        let now = crate::objects::read_now_ns();
+        let now = crate::clock::objects::read_now_ns();
         let leaks: Vec<_> = self
             .scope
             .live()

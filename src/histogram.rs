@@ -59,19 +59,20 @@ pub const BOUNDS_NS: [u64; 28] = [
 /// Number of buckets, including the final `+Inf` bucket.
 pub const BUCKETS: usize = BOUNDS_NS.len() + 1;
 
-/// Upper bounds of the finite buckets as [`Duration`]s.
-pub const fn bound(i: usize) -> Duration {
-    Duration::from_nanos(BOUNDS_NS[i])
-}
-
-/// Upper bounds of the finite buckets as [`Duration`]s, ascending (the
-/// `+Inf` bucket has no bound).
-pub fn bounds() -> impl ExactSizeIterator<Item = Duration> {
-    BOUNDS_NS.iter().map(|&n| Duration::from_nanos(n))
-}
-
-/// Index of the bucket holding `ns` (the first bound `>= ns`, or the `+Inf`
-/// bucket). Branch-light binary search; never panics.
+/// Index in [`Histogram::counts`] of the bucket holding a duration of `ns`
+/// nanoseconds: the first bound of [`BOUNDS_NS`] `>= ns`, or the `+Inf`
+/// bucket ([`BUCKETS`]` - 1`). Branch-light binary search; never panics.
+///
+/// # Examples
+///
+/// ```
+/// use leakscope::histogram::{bucket_index, Histogram, BOUNDS_NS};
+/// let mut h = Histogram::empty();
+/// h.record(std::time::Duration::from_millis(3));
+/// let i = bucket_index(3_000_000);
+/// assert_eq!(h.counts[i], 1);
+/// assert!(BOUNDS_NS[i] >= 3_000_000 && BOUNDS_NS[i - 1] < 3_000_000);
+/// ```
 #[inline]
 pub fn bucket_index(ns: u64) -> usize {
     if ns <= BOUNDS_NS[0] {
@@ -181,7 +182,7 @@ impl Histogram {
 /// Used by tracked-object sites; `const`-constructible so it can live in a
 /// `static`.
 #[derive(Debug)]
-pub struct AtomicHistogram {
+pub(crate) struct AtomicHistogram {
     counts: [AtomicU64; BUCKETS],
     sum_ns: AtomicU64,
 }
@@ -189,7 +190,7 @@ pub struct AtomicHistogram {
 impl AtomicHistogram {
     /// An empty histogram.
     #[allow(clippy::declare_interior_mutable_const)]
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         const Z: AtomicU64 = AtomicU64::new(0);
         AtomicHistogram {
             counts: [Z; BUCKETS],
@@ -199,7 +200,7 @@ impl AtomicHistogram {
 
     /// Records one duration given in nanoseconds.
     #[inline]
-    pub fn record_ns(&self, ns: u64) {
+    pub(crate) fn record_ns(&self, ns: u64) {
         self.counts[bucket_index(ns)].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
@@ -219,7 +220,7 @@ impl AtomicHistogram {
     }
 
     /// Reads the current counts into a [`Histogram`].
-    pub fn load(&self) -> Histogram {
+    pub(crate) fn load(&self) -> Histogram {
         Histogram {
             counts: core::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed)),
             sum_seconds: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
@@ -234,7 +235,7 @@ impl Default for AtomicHistogram {
 }
 
 /// A short human label for a bucket bound, e.g. `"2.5ms"`, `"1h"`, `"+Inf"`.
-pub fn bound_label(i: usize) -> String {
+pub(crate) fn bound_label(i: usize) -> String {
     match BOUNDS_NS.get(i) {
         Some(&n) => crate::format::fmt_duration(Duration::from_nanos(n)),
         None => "+Inf".to_string(),

@@ -3,17 +3,6 @@
 //! Find memory and resource leaks in running Rust services: what *retains*
 //! memory and how *old* it is, not only where it was allocated.
 //!
-//! - [`TrackingAllocator`] wraps any [`GlobalAlloc`](core::alloc::GlobalAlloc):
-//!   exact allocation/free totals always, plus Poisson-sampled allocations
-//!   (one every [`sample_rate`] bytes on average, 512 KiB by default, as Go's
-//!   `MemProfileRate`) with their stacks, the lifetimes of freed ones and the
-//!   ages of live ones.
-//! - `track!(value)` / `track_arc!(value)` wrap objects in a drop hook that
-//!   counts created, dropped and live objects per callsite, with lifetimes,
-//!   ages, labels and the places that still hold shared handles.
-//! - [`snapshot()`] reads all of it into plain data that the text report,
-//!   pprof, Prometheus, JSON and flame-graph exporters turn into output.
-//!
 //! # Quick start
 //!
 //! ```no_run
@@ -40,6 +29,63 @@
 //! spawn_deadline_timer(ctx.clone()); // this clone is a "holder"
 //! ```
 //!
+//! # Concepts
+//!
+//! ## The allocator
+//!
+//! [`TrackingAllocator`] wraps any [`GlobalAlloc`](core::alloc::GlobalAlloc)
+//! (`TrackingAllocator::system()` wraps the system allocator). It counts
+//! every allocation and free exactly ([`heap_stats`] reads the totals
+//! cheaply), and samples allocations Poisson-style, one every
+//! [`sample_rate`] bytes on average (512 KiB by default, as Go's
+//! `MemProfileRate`; [`set_sample_rate`] changes it): a sampled allocation
+//! keeps its stack, its age while live and its lifetime once freed. Heap
+//! numbers per stack are estimates scaled up from the samples. Module:
+//! [`alloc`].
+//!
+//! ## Tracked objects
+//!
+//! [`track!`](crate::track) and [`track_arc!`](crate::track_arc) wrap a value
+//! you suspect of leaking (a request context, a connection, a
+//! subscription) in a drop hook, [`Tracked`] or [`TrackedArc`]. Per
+//! callsite they count objects created, dropped and live, with lifetimes of
+//! dropped objects, ages of live ones, live objects per label value
+//! (`track!(v, caller = x)`) and, for shared handles, *who holds* them. They
+//! need no global allocator. Which clock stamps births and drops, and the
+//! label caps, are set in [`objects`].
+//!
+//! ## Snapshots
+//!
+//! [`snapshot()`] (or [`snapshot_with`] and [`SnapshotOptions`], e.g. only
+//! allocations older than ten minutes) reads everything into a [`Snapshot`]:
+//! plain data, the [`HeapSnapshot`] with its sampled [`HeapSite`]s and the
+//! tracked [`ObjectSite`]s, each with [`histogram::Histogram`]s of
+//! lifetimes and ages over one fixed set of buckets. A snapshot prints as a
+//! text report (`println!("{snap}")`), or as one line with
+//! [`Snapshot::summary`]. Module: [`snapshot`](mod@snapshot).
+//!
+//! ## Exporters
+//!
+//! Every exporter reads a snapshot, never the live tables:
+//!
+//! - [`pprof`]: gzipped pprof heap and allocation profiles for `go tool
+//!   pprof`, with ages as labels;
+//! - [`prometheus`] (feature `prometheus`): [`prometheus::render`] to the
+//!   text exposition format, [`prometheus::publish`] into the `metrics`
+//!   facade, and (with `http`) `prometheus::install`, a publisher thread and
+//!   exporter;
+//! - [`server`] (feature `http`): [`server::serve`] starts a small debug
+//!   HTTP server for `/metrics`, `/debug/pprof/*` and `/debug/leaks`;
+//! - [`flamegraph`] (feature `flamegraph`): SVG flame graphs of sampled
+//!   stacks.
+//!
+//! ## Testing
+//!
+//! [`LeakCheck`] fails a test when tracked objects it created are still
+//! live (other tests' objects, on other threads, do not count). The
+//! [`testing`] module holds controls for tests: move leakscope's clock
+//! forward instead of sleeping, fix the sampler's seed.
+//!
 //! # Features
 //!
 //! - `prometheus` (default): [`prometheus::publish`] into the `metrics`
@@ -64,7 +110,9 @@
 //! sends leakscope's own allocations straight to the inner allocator,
 //! uncounted), keeps working during thread teardown, and keeps its metadata
 //! in fixed-size tables whose overflow is counted
-//! ([`HeapStats::dropped_samples`]). See `ARCHITECTURE.md` for the invariants.
+//! ([`HeapStats::dropped_samples`]). Tracked objects take no lock and make
+//! no allocation on their hot path (only the first use of a site, label
+//! value or holder allocates). See `ARCHITECTURE.md` for the invariants.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -73,6 +121,7 @@ pub mod alloc;
 pub mod clock;
 mod format;
 pub mod histogram;
+mod report;
 pub mod snapshot;
 mod stack;
 pub mod testing;
@@ -104,70 +153,14 @@ pub mod server;
 
 pub use crate::alloc::{sample_rate, set_sample_rate, TrackingAllocator};
 
-/// The README's examples, compiled as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;
+// -- the vocabulary: snapshots and what they hold --
+#[doc(inline)]
+pub use crate::snapshot::{heap_stats, snapshot, snapshot_with, SnapshotOptions};
 pub use crate::snapshot::{
     Frame, HeapSite, HeapSnapshot, HeapStats, Holder, LabelCount, ObjectSite, Snapshot,
 };
 
-use core::time::Duration;
-
-/// The exact allocator totals alone: cheap (a sum over per-thread counters),
-/// no symbolization, no sites. For tests and frequent polling.
-///
-/// All zeros when [`TrackingAllocator`] is not the global allocator.
-///
-/// # Examples
-///
-/// ```
-/// let s = leakscope::heap_stats();
-/// assert!(s.live_bytes <= s.allocated_bytes);
-/// ```
-pub fn heap_stats() -> HeapStats {
-    alloc::heap_stats()
-}
-
-/// What a snapshot should include.
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct SnapshotOptions {
-    /// Keep only live allocations at least this old in the heap sites' live
-    /// fields (the leak view); `None` keeps all.
-    pub min_age: Option<Duration>,
-}
-
-impl SnapshotOptions {
-    /// Default options: everything.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Keeps only live heap samples at least `age` old.
-    #[must_use]
-    pub fn min_age(mut self, age: Duration) -> Self {
-        self.min_age = Some(age);
-        self
-    }
-}
-
-/// Takes a [`Snapshot`] of the heap and of every tracked-object site.
-///
-/// Symbolizes sampled stacks on first sight (cached after, in leakscope's own
-/// untracked memory, so symbolization never shows up in your heap numbers).
-pub fn snapshot() -> Snapshot {
-    snapshot_with(&SnapshotOptions::default())
-}
-
-/// Like [`snapshot()`], with options (e.g. a `min_age` filter for the leak view).
-pub fn snapshot_with(opts: &SnapshotOptions) -> Snapshot {
-    let now = clock::now_ns();
-    let heap = alloc::heap_snapshot(now, opts.min_age);
-    let objects = objects::snapshot_sites(now);
-    Snapshot {
-        taken_at_ns: now,
-        heap,
-        objects,
-    }
-}
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

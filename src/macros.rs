@@ -114,7 +114,7 @@ macro_rules! track_arc {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __leakscope_site {
-    ($name:expr, $key:expr, $shared:expr) => {{
+    ($name:expr, $key:expr, $arc:expr) => {{
         static __LEAKSCOPE_SITE: $crate::__macro_support::Site =
             $crate::__macro_support::Site::new($crate::__macro_support::SiteMeta::new(
                 ::core::file!(),
@@ -123,7 +123,7 @@ macro_rules! __leakscope_site {
                 ::core::module_path!(),
                 $name,
                 $key,
-                $shared,
+                $arc,
             ));
         &__LEAKSCOPE_SITE
     }};

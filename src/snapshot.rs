@@ -11,13 +11,18 @@
 //!   every allocation and free;
 //! - per-site estimates ([`HeapSite`]), scaled up from Poisson samples with
 //!   Go's unbiased factor `1 / (1 - exp(-size / rate))`.
+//!
+//! This module is the crate's vocabulary: the allocator and the tracked
+//! objects ([`crate::objects`]) build these types, the exporters read them.
+//! [`snapshot()`] and [`snapshot_with`] take one; [`heap_stats`] reads the
+//! exact totals alone. The text report (`Display for Snapshot`,
+//! [`Snapshot::summary`]) lives in `report.rs`.
 
-use core::fmt;
 use core::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::format::{fmt_bytes, fmt_duration, short_path};
+use crate::format::short_path;
 use crate::histogram::Histogram;
 
 /// Exact allocator totals since the process started (or since the tracking
@@ -287,28 +292,6 @@ pub struct Holder {
     pub oldest_age: Option<Duration>,
 }
 
-impl fmt::Display for LabelCount {
-    /// `caller=billing-batch: 401 live`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}: {} live", self.key, self.value, self.live)
-    }
-}
-
-impl fmt::Display for Holder {
-    /// `held at src/timer.rs:31: 4920 live handle(s) for up to 16h40m`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "held at {}:{}: {} live handle(s)",
-            self.file, self.line, self.live
-        )?;
-        if let Some(a) = self.oldest_age {
-            write!(f, " for up to {}", fmt_duration(a))?;
-        }
-        Ok(())
-    }
-}
-
 fn ser_opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.serialize_some(&d.as_secs_f64()),
@@ -316,201 +299,61 @@ fn ser_opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::E
     }
 }
 
-impl Snapshot {
-    /// One line, like Go's gctrace: live heap, allocation and free totals,
-    /// samples and the oldest tracked object.
-    ///
-    /// `live 1.9 GiB in 20311 allocs (peak 2.0 GiB) | allocs 9120334 frees 9100023 | sampled 3812 (dropped 0) | objects 4920 live, oldest 16h40m`
-    pub fn summary(&self) -> String {
-        let h = &self.heap;
-        let mut out = format!(
-            "live {} in {} allocs (peak {}) | allocs {} frees {} | sampled {} (dropped {})",
-            fmt_bytes(h.live_bytes),
-            h.live_allocations,
-            fmt_bytes(h.peak_live_bytes),
-            h.allocations,
-            h.frees,
-            h.samples,
-            h.dropped_samples
-        );
-        let live: u64 = self.objects.iter().map(|o| o.live).sum();
-        let oldest = self.objects.iter().filter_map(|o| o.oldest_age).max();
-        if !self.objects.is_empty() {
-            out.push_str(&format!(" | objects {live} live"));
-            if let Some(o) = oldest {
-                out.push_str(&format!(", oldest {}", fmt_duration(o)));
-            }
-        }
-        let suspects = self
-            .objects
-            .iter()
-            .filter(|o| o.suspected.is_some())
-            .count();
-        if suspects > 0 {
-            out.push_str(&format!(" | {suspects} suspected leak(s)"));
-        }
-        out
+/// The exact allocator totals alone: cheap (a sum over per-thread counters),
+/// no symbolization, no sites. For tests and frequent polling.
+///
+/// All zeros when [`TrackingAllocator`](crate::TrackingAllocator) is not the
+/// global allocator.
+///
+/// # Examples
+///
+/// ```
+/// let s = leakscope::heap_stats();
+/// assert!(s.live_bytes <= s.allocated_bytes);
+/// ```
+pub fn heap_stats() -> HeapStats {
+    crate::alloc::heap_stats()
+}
+
+/// What a snapshot should include.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct SnapshotOptions {
+    /// Keep only live allocations at least this old in the heap sites' live
+    /// fields (the leak view); `None` keeps all.
+    pub min_age: Option<Duration>,
+}
+
+impl SnapshotOptions {
+    /// Default options: everything.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// One line like [`Snapshot::summary`], plus the change in live bytes per
-    /// second since `earlier`: `live 1.9 GiB (+30.0 MiB/s) ...`.
-    pub fn summary_since(&self, earlier: &Snapshot) -> String {
-        let dt = self.taken_at_ns.saturating_sub(earlier.taken_at_ns) as f64 / 1e9;
-        let s = self.summary();
-        if dt <= 0.0 {
-            return s;
-        }
-        let d = self.heap.live_bytes as f64 - earlier.heap.live_bytes as f64;
-        let rate = d / dt;
-        let sign = if rate < 0.0 { "-" } else { "+" };
-        let rate_s = fmt_bytes(rate.abs() as u64);
-        let head = format!("live {}", fmt_bytes(self.heap.live_bytes));
-        s.replacen(&head, &format!("{head} ({sign}{rate_s}/s)"), 1)
+    /// Keeps only live heap samples at least `age` old.
+    #[must_use]
+    pub fn min_age(mut self, age: Duration) -> Self {
+        self.min_age = Some(age);
+        self
     }
 }
 
-/// How many heap sites and object sites the text report lists.
-const REPORT_TOP: usize = 10;
-
-impl fmt::Display for Snapshot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "leakscope report")?;
-        writeln!(f, "{}", self.summary())?;
-        writeln!(f)?;
-        write_objects(f, &self.objects)?;
-        write_heap(f, &self.heap)
-    }
+/// Takes a [`Snapshot`] of the heap and of every tracked-object site.
+///
+/// Symbolizes sampled stacks on first sight (cached after, in leakscope's own
+/// untracked memory, so symbolization never shows up in your heap numbers).
+pub fn snapshot() -> Snapshot {
+    snapshot_with(&SnapshotOptions::default())
 }
 
-fn write_objects(f: &mut fmt::Formatter<'_>, objects: &[ObjectSite]) -> fmt::Result {
-    if objects.is_empty() {
-        return writeln!(
-            f,
-            "tracked objects: none (no track!/track_arc! site has run)\n"
-        );
-    }
-    let mut sites: Vec<&ObjectSite> = objects.iter().collect();
-    sites.sort_by(|a, b| {
-        b.suspected
-            .is_some()
-            .cmp(&a.suspected.is_some())
-            .then(b.oldest_age.cmp(&a.oldest_age))
-            .then(b.live.cmp(&a.live))
-    });
-    writeln!(f, "tracked objects, oldest live first:")?;
-    for o in sites.iter().take(REPORT_TOP) {
-        let name = o
-            .name
-            .as_deref()
-            .map(|n| format!(" \"{n}\""))
-            .unwrap_or_default();
-        writeln!(
-            f,
-            "  {}{} at {}: {} live, {} created, {} dropped{}",
-            o.type_name,
-            name,
-            o.site(),
-            o.live,
-            o.created,
-            o.dropped,
-            o.oldest_age
-                .map(|a| format!(", oldest {}", fmt_duration(a)))
-                .unwrap_or_default()
-        )?;
-        if let Some(p50) = o.lifetimes.quantile_upper_bound(0.5) {
-            writeln!(
-                f,
-                "      dropped objects lived: p50 <= {}, p99 <= {}",
-                fmt_duration(p50),
-                o.lifetimes
-                    .quantile_upper_bound(0.99)
-                    .map(fmt_duration)
-                    .unwrap_or_else(|| "+Inf".into())
-            )?;
-        }
-        if let Some(why) = &o.suspected {
-            writeln!(f, "      SUSPECTED LEAK: {why}")?;
-        }
-        for l in o.labels.iter().filter(|l| l.live > 0).take(5) {
-            writeln!(f, "      {l}")?;
-        }
-        for h in o.holders.iter().filter(|h| h.live > 0).take(5) {
-            writeln!(f, "      {h}")?;
-        }
-    }
-    if sites.len() > REPORT_TOP {
-        writeln!(f, "  ... and {} more sites", sites.len() - REPORT_TOP)?;
-    }
-    writeln!(f)
-}
-
-fn write_heap(f: &mut fmt::Formatter<'_>, h: &HeapSnapshot) -> fmt::Result {
-    if !h.allocator_active {
-        return writeln!(
-            f,
-            "heap: the tracking allocator is not installed (#[global_allocator] static A: leakscope::TrackingAllocator = leakscope::TrackingAllocator::system();)"
-        );
-    }
-    writeln!(
-        f,
-        "heap: {} live in {} allocations (peak {}), {} allocated in total; sample rate {} bytes",
-        fmt_bytes(h.live_bytes),
-        h.live_allocations,
-        fmt_bytes(h.peak_live_bytes),
-        fmt_bytes(h.allocated_bytes),
-        h.sample_rate
-    )?;
-    let live: Vec<&HeapSite> = h.sites.iter().filter(|s| s.live_bytes > 0).collect();
-    if live.is_empty() {
-        return writeln!(f, "  no sampled allocation is live");
-    }
-    writeln!(f, "top sites by estimated live bytes:")?;
-    for s in live.iter().take(REPORT_TOP) {
-        let top = s
-            .frames
-            .first()
-            .map(|fr| fr.function.as_str())
-            .unwrap_or("??");
-        let at = s.frames.first().map(Frame::location).unwrap_or_default();
-        writeln!(
-            f,
-            "  {:>10} in {:>6} allocs{}  {}  ({})",
-            fmt_bytes(s.live_bytes),
-            s.live_objects,
-            s.oldest_age
-                .map(|a| format!(", oldest {:>6}", fmt_duration(a)))
-                .unwrap_or_default(),
-            top,
-            at
-        )?;
-        for fr in s.frames.iter().skip(1).take(3) {
-            writeln!(f, "        <- {} ({})", fr.function, fr.location())?;
-        }
-    }
-    if live.len() > REPORT_TOP {
-        writeln!(f, "  ... and {} more sites", live.len() - REPORT_TOP)?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summary_names_rate_and_objects() {
-        let mut a = Snapshot::default();
-        a.heap.live_bytes = 1 << 20;
-        let mut b = a.clone();
-        b.taken_at_ns = 1_000_000_000;
-        b.heap.live_bytes = 3 << 20;
-        b.objects.push(ObjectSite {
-            live: 7,
-            oldest_age: Some(Duration::from_secs(3600)),
-            ..Default::default()
-        });
-        let s = b.summary_since(&a);
-        assert!(s.starts_with("live 3.0 MiB (+2.0 MiB/s)"), "{s}");
-        assert!(s.contains("objects 7 live, oldest 1h"), "{s}");
+/// Like [`snapshot()`], with options (e.g. a `min_age` filter for the leak view).
+pub fn snapshot_with(opts: &SnapshotOptions) -> Snapshot {
+    let now = crate::clock::now_ns();
+    let heap = crate::alloc::heap_snapshot(now, opts.min_age);
+    let objects = crate::objects::snapshot_sites(now);
+    Snapshot {
+        taken_at_ns: now,
+        heap,
+        objects,
     }
 }

@@ -1,6 +1,7 @@
 //! Lifetimes, ages, cohort conservation under racing threads, and leak
-//! suspicion. This binary moves leakscope's clock (`clock::advance`), so its
-//! tests take a lock and run one at a time.
+//! suspicion. This binary moves leakscope's clock
+//! (`testing::advance_clock`), so its tests take a lock and run one at a
+//! time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Barrier, Mutex, MutexGuard};
@@ -9,20 +10,16 @@ use std::time::Duration;
 
 use leakscope::histogram::bucket_index;
 use leakscope::testing::advance_clock as advance;
-use leakscope::{track, track_arc, ObjectSite, Tracked};
+use leakscope::{track, track_arc, Tracked};
+
+#[path = "common/sites.rs"]
+mod sites;
+use sites::{named, site};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn site(name: &str) -> ObjectSite {
-    leakscope::snapshot()
-        .objects
-        .into_iter()
-        .find(|o| o.name.as_deref() == Some(name))
-        .expect("site")
 }
 
 const MIN: Duration = Duration::from_secs(60);
@@ -212,18 +209,10 @@ fn flags_a_growing_site_whose_oldest_keep_ageing() {
         advance(30 * Duration::from_secs(1));
     }
     let snap = leakscope::snapshot();
-    let g = snap
-        .objects
-        .iter()
-        .find(|o| o.name.as_deref() == Some("growing"))
-        .unwrap();
+    let g = named(&snap, "growing");
     let why = g.suspected.clone().expect("growing site flagged");
     assert!(why.starts_with("live count grew from 20 to 100"), "{why}");
-    let st = snap
-        .objects
-        .iter()
-        .find(|o| o.name.as_deref() == Some("steady"))
-        .unwrap();
+    let st = named(&snap, "steady");
     assert_eq!(st.suspected, None, "a stable pool is not a leak");
     drop((leaked, pool));
 }

@@ -4,16 +4,12 @@ use std::thread;
 
 use leakscope::{track_arc, Holder, ObjectSite, TrackedArc};
 
+#[path = "common/sites.rs"]
+mod sites;
+use sites::site;
+
 #[derive(Debug)]
 struct Ctx(u32);
-
-fn site(name: &str) -> ObjectSite {
-    leakscope::snapshot()
-        .objects
-        .into_iter()
-        .find(|o| o.name.as_deref() == Some(name))
-        .expect("site")
-}
 
 fn holders_by_line(s: &ObjectSite) -> Vec<(u32, u64)> {
     let mut v: Vec<(u32, u64)> = s

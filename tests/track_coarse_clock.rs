@@ -5,6 +5,10 @@ use std::time::Duration;
 use leakscope::histogram::bucket_index;
 use leakscope::{track, Tracked};
 
+#[path = "common/sites.rs"]
+mod sites;
+use sites::site;
+
 fn make(v: u8) -> Tracked<u8> {
     track!(v, "coarse")
 }
@@ -17,17 +21,11 @@ fn the_coarse_clock_ticks_and_follows_advance() {
     std::thread::sleep(Duration::from_millis(30));
     drop(short); // ~30 ms on a 1 ms tick (the ticker may lag when starved)
     leakscope::testing::advance_clock(Duration::from_secs(2 * 3600));
-    let site = || {
-        leakscope::snapshot()
-            .objects
-            .into_iter()
-            .find(|o| o.name.as_deref() == Some("coarse"))
-            .expect("site")
-    };
-    let age = site().oldest_age.expect("one live");
+    let coarse = || site("coarse");
+    let age = coarse().oldest_age.expect("one live");
     assert!(age >= Duration::from_secs(2 * 3600), "{age:?}");
     drop(long);
-    let s = site();
+    let s = coarse();
     assert_eq!((s.created, s.dropped, s.live), (2, 2, 0));
     let ms30 = bucket_index(30_000_000);
     let short_bucket = s.lifetimes.counts[..bucket_index(2 * 3600 * 1_000_000_000)]

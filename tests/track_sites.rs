@@ -1,18 +1,14 @@
 //! Sites, exact counts across threads, the `Tracked<T>` API.
-//! (No `clock::advance` here: ages in this binary are real.)
+//! (No `testing::advance_clock` here: ages in this binary are real.)
 
 use std::sync::{Arc, Barrier};
 use std::thread;
 
 use leakscope::{track, ObjectSite, Tracked};
 
-fn sites(pred: impl Fn(&ObjectSite) -> bool) -> Vec<ObjectSite> {
-    leakscope::snapshot()
-        .objects
-        .into_iter()
-        .filter(|o| pred(o))
-        .collect()
-}
+#[path = "common/sites.rs"]
+mod sites;
+use sites::sites;
 
 fn named(name: &str) -> ObjectSite {
     let mut v = sites(|o| o.name.as_deref() == Some(name));

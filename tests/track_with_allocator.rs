@@ -4,6 +4,10 @@
 
 use leakscope::{track, track_arc, LeakCheck, TrackingAllocator};
 
+#[path = "common/sites.rs"]
+mod sites;
+use sites::named;
+
 #[global_allocator]
 static ALLOC: TrackingAllocator = TrackingAllocator::system();
 
@@ -26,11 +30,7 @@ fn objects_and_heap_in_one_snapshot() {
         .expect("vec site");
     assert_eq!(vecs.live, 50);
     assert_eq!(vecs.labels.iter().map(|l| l.live).sum::<u64>(), 50);
-    let ctx = snap
-        .objects
-        .iter()
-        .find(|o| o.name.as_deref() == Some("ctx"))
-        .expect("ctx site");
+    let ctx = named(&snap, "ctx");
     assert_eq!(ctx.holders.iter().map(|h| h.live).sum::<u64>(), 5);
     assert_eq!(check.live(), 51);
     drop((held, arc, clones));

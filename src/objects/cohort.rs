@@ -25,10 +25,10 @@
 //! leaves a -1 that the move cancels). Tags only ever grow, so a chain never
 //! comes back down a level.
 //!
-//! # Level 0: owned stripes, a shared row
+//! # Level 0: owned stripes, an overflow row
 //!
-//! Level 0 has `S` *owned* stripes and one *shared* row; levels 1-9 are
-//! shared. A stripe is owned by one thread at a time (see `stripe.rs`), and
+//! Level 0 has `S` *owned* stripes and one *overflow* row; levels 1-9 are
+//! shared by all threads. A stripe is owned by one thread at a time (see `stripe.rs`), and
 //! an object remembers the stripe it was counted in. Each owned slot is two
 //! words:
 //!
@@ -48,7 +48,7 @@
 //! happens before the object can be handed over.
 //!
 //! Threads without an owned stripe (more threads than stripes, or in
-//! thread-local teardown) use the shared row: every operation there is a
+//! thread-local teardown) use the overflow row: every operation there is a
 //! CAS, as on the upper levels.
 //!
 //! # Invariants
@@ -113,7 +113,7 @@ struct OwnedRow {
 /// Per-birth-time live counters (see the module docs).
 pub(crate) struct Cohorts<const S: usize> {
     owned: [OwnedRow; S],
-    shared: Row,
+    overflow: Row,
     upper: [Row; LEVELS - 1],
     ancient: AtomicI64,
 }
@@ -148,7 +148,7 @@ impl<const S: usize> Cohorts<S> {
         };
         Cohorts {
             owned: [OWNED; S],
-            shared: ROW,
+            overflow: ROW,
             upper: [ROW; LEVELS - 1],
             ancient: AtomicI64::new(0),
         }
@@ -157,13 +157,13 @@ impl<const S: usize> Cohorts<S> {
     #[inline]
     fn row(&self, level: usize) -> &Row {
         match level {
-            0 => &self.shared,
+            0 => &self.overflow,
             l => &self.upper[l - 1],
         }
     }
 
     /// Counts one object born at `birth_ns`, created by the owner of
-    /// `stripe` (any `stripe >= S`: the shared row).
+    /// `stripe` (any `stripe >= S`: the overflow row).
     #[inline]
     pub(crate) fn inc(&self, birth_ns: u64, stripe: usize) {
         let e = birth_ns >> BASE_SHIFT;
@@ -262,7 +262,7 @@ impl<const S: usize> Cohorts<S> {
     }
 
     /// Adds `n` to the chain of epoch `e` (at `level`) or its ancestors, on
-    /// the shared rows (level 0: the shared row) with CAS.
+    /// the overflow rows (level 0: the overflow row) with CAS.
     #[inline(never)]
     fn add(&self, mut level: usize, mut e: u64, n: i32) {
         loop {
@@ -355,7 +355,7 @@ impl<const S: usize> Cohorts<S> {
                 }
             }
         }
-        let rows = core::iter::once((0, &self.shared))
+        let rows = core::iter::once((0, &self.overflow))
             .chain(self.upper.iter().enumerate().map(|(l, r)| (l + 1, r)));
         for (level, row) in rows {
             for (idx, slot) in row.0.iter().enumerate() {
@@ -397,7 +397,7 @@ mod tests {
         let t0 = 1u64 << 40;
         c.inc(t0, 0);
         c.inc(t0 + 10 * MS, 1);
-        c.inc(t0 + 10 * MS, 2); // the shared row
+        c.inc(t0 + 10 * MS, 2); // the overflow row
         let (n, v) = live(&c, t0 + 20 * MS);
         assert_eq!(n, 3);
         let oldest = v.iter().map(|x| x.age_ns).max().unwrap();
@@ -472,7 +472,7 @@ mod tests {
 
     #[test]
     fn a_drop_that_overtakes_the_move_cancels_out() {
-        // On the shared row (stripe 2 of 2), where every step is a CAS.
+        // On the overflow row (stripe 2 of 2), where every step is a CAS.
         let c = Cohorts::<2>::new();
         let t0 = 5u64 << 30;
         let e0 = t0 >> BASE_SHIFT;
@@ -480,7 +480,7 @@ mod tests {
         // A creator one lap later wins the level-0 CAS (its object counted
         // there) but has not carried the old count up yet.
         let later = t0 + ((SLOTS as u64) << BASE_SHIFT);
-        let slot = &c.shared.0[(e0 % SLOTS as u64) as usize];
+        let slot = &c.overflow.0[(e0 % SLOTS as u64) as usize];
         let (tag, count) = unpack(slot.load(Ordering::Relaxed));
         assert_eq!(count, 1);
         slot.store(pack(tag + 1, 1), Ordering::Relaxed);
@@ -495,7 +495,7 @@ mod tests {
         let (n, v) = live(&c, later);
         assert_eq!(n, 0);
         assert!(v.is_empty(), "no ghost: {v:?}");
-        for row in core::iter::once(&c.shared).chain(c.upper.iter()) {
+        for row in core::iter::once(&c.overflow).chain(c.upper.iter()) {
             for s in &row.0 {
                 assert_eq!(unpack(s.load(Ordering::Relaxed)).1, 0);
             }
@@ -520,7 +520,7 @@ mod tests {
         );
     }
 
-    /// Random creates, drops (by the owner, by other threads, on the shared
+    /// Random creates, drops (by the owner, by other threads, on the overflow
     /// row) and clock jumps against an exact model: the live count is exact,
     /// the oldest reported age is within the documented bound of the true
     /// one, and nothing is left once all are dropped.
@@ -534,7 +534,7 @@ mod tests {
             let r = next();
             now += 1 << (r % 34); // 1 ns .. ~8.6 s jumps
             if r % 7 < 4 || live.is_empty() {
-                let stripe = (r >> 8) as usize % 5; // 4: the shared row
+                let stripe = (r >> 8) as usize % 5; // 4: the overflow row
                 c.inc(now, stripe);
                 live.push((now, stripe));
             } else {

@@ -7,7 +7,7 @@
 //! [`HISTORY_LEN`] entries per site, but only when at least [`MIN_STEP_NS`]
 //! passed since the last kept entry (frequent snapshots do not shrink the
 //! window). So the window covers at least the last `HISTORY_LEN - 1` steps
-//! of 10 s (on leakscope's clock, which `clock::advance` moves in tests).
+//! of 10 s (on leakscope's clock, which `testing::advance_clock` moves in tests).
 //!
 //! # Rules
 //!

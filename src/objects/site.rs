@@ -40,7 +40,8 @@ pub struct SiteMeta {
     pub(crate) module_path: &'static str,
     pub(crate) name: Option<&'static str>,
     pub(crate) label_key: Option<&'static str>,
-    pub(crate) shared: bool,
+    /// A `track_arc!` site: its handles have holders.
+    pub(crate) arc: bool,
 }
 
 impl SiteMeta {
@@ -53,7 +54,7 @@ impl SiteMeta {
         module_path: &'static str,
         name: Option<&'static str>,
         label_key: Option<&'static str>,
-        shared: bool,
+        arc: bool,
     ) -> Self {
         SiteMeta {
             file,
@@ -62,7 +63,7 @@ impl SiteMeta {
             module_path,
             name,
             label_key,
-            shared,
+            arc,
         }
     }
 }
@@ -173,7 +174,7 @@ pub(crate) struct TypeState {
     /// Live objects by birth time (level 0 striped per thread).
     pub(crate) cohorts: Cohorts<OWNED>,
     /// Lifetimes of dropped objects, one histogram per owned stripe plus
-    /// the shared one (last); their total count is the exact `dropped`.
+    /// the overflow stripe's (last); their total count is the exact `dropped`.
     lifetimes: [StripeHistogram; OWNED + 1],
     /// Per-label-value live counts (sites with a label key only).
     pub(crate) labels: Option<LabelTable>,
@@ -197,7 +198,7 @@ impl TypeState {
                 .meta
                 .label_key
                 .map(|_| LabelTable::new(super::max_label_values())),
-            holders: site.meta.shared.then(HolderTable::new),
+            holders: site.meta.arc.then(HolderTable::new),
             history: Mutex::new(History::new()),
         }
     }
@@ -206,17 +207,17 @@ impl TypeState {
 impl TypeState {
     /// Records a dropped object's lifetime in the histogram of `mine`, the
     /// calling thread's stripe ([`stripe::current`](super::stripe::current)):
-    /// plain stores in an owned stripe, atomic adds in the shared one.
+    /// plain stores in an owned stripe, atomic adds in the overflow stripe's.
     #[inline]
     pub(crate) fn record_lifetime(&self, ns: u64, mine: usize) {
         match self.lifetimes.get(mine) {
             Some(h) if mine < OWNED => h.0.record_ns_exclusive(ns),
-            _ => self.record_shared(ns),
+            _ => self.record_overflow(ns),
         }
     }
 
     #[inline(never)]
-    fn record_shared(&self, ns: u64) {
+    fn record_overflow(&self, ns: u64) {
         self.lifetimes[OWNED].0.record_ns(ns);
     }
 

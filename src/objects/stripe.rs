@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!   first use on a thread ──► lowest free bit of CLAIMED (CAS, Acquire)
-//!                             none free ──► SHARED for the thread's life
+//!                             none free ──► OVERFLOW for the thread's life
 //!                                           (counted in `overflowed()`)
 //!   thread exit (TLS dtor) ──► clear the bit (Release): the next thread to
 //!                              claim it sees every store of the last owner
@@ -17,23 +17,24 @@
 //! Ids are global (the same id in every site), bounded, and recycled when
 //! threads exit, so a service that starts threads forever keeps reusing the
 //! same [`OWNED`] stripes. Threads beyond that, and code running in a
-//! thread's TLS teardown after the stripe was released, use [`SHARED`]:
-//! the sites' shared row and histogram, updated with atomic
+//! thread's TLS teardown after the stripe was released, use [`OVERFLOW`]:
+//! the sites' overflow row and histogram, updated with atomic
 //! read-modify-writes.
 //!
 //! After `fork()`, the child keeps the parent's claimed bits of threads that
 //! do not exist in it: those stripes stay unused there (their counts remain
-//! valid; new threads of the child get the others, then SHARED).
+//! valid; new threads of the child get the others, then OVERFLOW).
 
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Stripe ids that threads own.
 pub(crate) const OWNED: usize = 16;
-/// The id of the shared (atomic) stripe.
-pub(crate) const SHARED: usize = OWNED;
+/// The id of the overflow stripe, which every thread without an owned one
+/// shares (atomic read-modify-writes).
+pub(crate) const OVERFLOW: usize = OWNED;
 
-const _: () = assert!(OWNED <= 32 && SHARED < UNSET as usize);
+const _: () = assert!(OWNED <= 32 && OVERFLOW < UNSET as usize);
 
 /// Bit `i` set: stripe `i` is owned by a live thread.
 static CLAIMED: AtomicU32 = AtomicU32::new(0);
@@ -49,7 +50,7 @@ impl Drop for Mine {
     fn drop(&mut self) {
         let id = usize::from(self.0.get());
         if id < OWNED {
-            self.0.set(SHARED as u8);
+            self.0.set(OVERFLOW as u8);
             CLAIMED.fetch_and(!(1u32 << id), Ordering::Release);
         }
     }
@@ -59,7 +60,7 @@ std::thread_local! {
     static MINE: Mine = const { Mine(Cell::new(UNSET)) };
 }
 
-/// This thread's stripe: an owned id below [`OWNED`], or [`SHARED`].
+/// This thread's stripe: an owned id below [`OWNED`], or [`OVERFLOW`].
 #[inline]
 pub(crate) fn current() -> usize {
     MINE.try_with(|m| {
@@ -70,7 +71,7 @@ pub(crate) fn current() -> usize {
             claim(m)
         }
     })
-    .unwrap_or(SHARED)
+    .unwrap_or(OVERFLOW)
 }
 
 #[cold]
@@ -86,7 +87,7 @@ fn claim(m: &Mine) -> usize {
         let free = !cur & all;
         if free == 0 {
             OVERFLOWED.fetch_add(1, Ordering::Relaxed);
-            break SHARED;
+            break OVERFLOW;
         }
         let id = free.trailing_zeros() as usize;
         match CLAIMED.compare_exchange_weak(
@@ -104,7 +105,7 @@ fn claim(m: &Mine) -> usize {
 }
 
 /// Threads so far that found all [`OWNED`] stripes taken and counted on
-/// the shared stripe (slower: atomic read-modify-writes on shared lines).
+/// the overflow stripe (slower: atomic read-modify-writes on shared lines).
 pub(crate) fn overflowed() -> u64 {
     OVERFLOWED.load(Ordering::Relaxed)
 }
@@ -142,6 +143,6 @@ mod tests {
         }
         // Other tests' threads may hold some ids meanwhile; recycling keeps
         // 400 threads within the bounded set.
-        assert!(seen.iter().all(|&id| id <= SHARED), "{seen:?}");
+        assert!(seen.iter().all(|&id| id <= OVERFLOW), "{seen:?}");
     }
 }

@@ -6,11 +6,11 @@ use core::ops::{Deref, DerefMut};
 use super::labels::NO_LABEL;
 use super::scope::{self, Mark};
 use super::site::TypeState;
-use super::stripe::{self, SHARED};
+use super::stripe::{self, OVERFLOW};
 
 /// The low bits of a birth stamp that hold the stripe id.
 const STRIPE_MASK: u64 = 31;
-const _: () = assert!(SHARED as u64 <= STRIPE_MASK);
+const _: () = assert!(OVERFLOW as u64 <= STRIPE_MASK);
 
 /// What every tracked object carries: its site, its birth time and stripe,
 /// its label and its leak-check mark. 24 bytes on 64-bit targets. Dropping
@@ -44,7 +44,7 @@ impl Header {
     #[inline(always)]
     pub(crate) fn with_label(ts: &'static TypeState, label: u16) -> Self {
         let stripe = stripe::current();
-        let stamp = (super::now_ns() & !STRIPE_MASK) | stripe as u64;
+        let stamp = (crate::clock::objects::now_ns() & !STRIPE_MASK) | stripe as u64;
         ts.cohorts.inc(stamp, stripe);
         let mark = scope::enter_object(ts);
         Header {
@@ -77,7 +77,7 @@ impl Header {
 impl Drop for Header {
     #[inline]
     fn drop(&mut self) {
-        let now = super::now_ns();
+        let now = crate::clock::objects::now_ns();
         let ts = self.ts;
         let mine = stripe::current();
         let stripe = (self.stamp & STRIPE_MASK) as usize;

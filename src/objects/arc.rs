@@ -9,8 +9,8 @@ use std::sync::{Arc, Weak};
 use super::holders::HolderRec;
 use super::tracked::Header;
 
-/// The shared allocation: one tracked object.
-struct Shared<T> {
+/// The allocation all handles of one object share: the object.
+struct ArcInner<T> {
     value: T,
     // Dropped after `value` when the last strong handle goes: counts the
     // object's drop.
@@ -44,7 +44,7 @@ struct Shared<T> {
 /// assert_eq!(leakscope::TrackedArc::strong_count(&a), 2);
 /// ```
 pub struct TrackedArc<T> {
-    inner: Arc<Shared<T>>,
+    inner: Arc<ArcInner<T>>,
     holder: &'static HolderRec,
     since_ns: u64,
 }
@@ -52,7 +52,7 @@ pub struct TrackedArc<T> {
 /// A weak handle to a [`TrackedArc`]'s object: does not keep it live and is
 /// not a holder. Made by [`TrackedArc::downgrade`].
 pub struct TrackedWeak<T> {
-    inner: Weak<Shared<T>>,
+    inner: Weak<ArcInner<T>>,
 }
 
 #[inline]
@@ -61,7 +61,7 @@ fn hold(header: &Header, loc: &'static Location<'static>) -> (&'static HolderRec
         Some(t) => t.get(loc),
         None => unreachable_holders(),
     };
-    let now = super::now_ns();
+    let now = crate::clock::objects::now_ns();
     holder.cohorts.inc(now, usize::MAX);
     (holder, now)
 }
@@ -84,7 +84,7 @@ impl<T> TrackedArc<T> {
     pub(crate) fn from_parts(value: T, header: Header) -> Self {
         let (holder, since_ns) = hold(&header, Location::caller());
         TrackedArc {
-            inner: Arc::new(Shared { value, header }),
+            inner: Arc::new(ArcInner { value, header }),
             holder,
             since_ns,
         }

@@ -4,14 +4,23 @@
 //! snapshot times) is a `u64` count of nanoseconds in `CLOCK_MONOTONIC`'s
 //! time base plus a test offset. Allocations and snapshots read
 //! `CLOCK_MONOTONIC`; tracked objects read the kernel's coarse variant by
-//! default (see [`crate::objects`]). Reading never allocates and never
-//! locks, so it is safe on the allocator path.
+//! default, or the source chosen with [`objects::use_coarse_clock`] /
+//! [`objects::use_precise_clock`] (the selection lives in
+//! `clock/objects.rs`). Reading never allocates and never locks, so it is
+//! safe on the allocator path.
+//!
+//! [`now_ns`] is the time base of
+//! [`Snapshot::taken_at_ns`](crate::Snapshot::taken_at_ns): compare the two
+//! to know how long ago a snapshot was taken.
 //!
 //! # Test support
 //!
-//! [`advance`] moves leakscope's clock forward for the whole process, so a
-//! test can make objects "an hour old" without sleeping. It never moves the
-//! clock backwards and only affects leakscope's own ages and lifetimes.
+//! [`testing::advance_clock`](crate::testing::advance_clock) moves
+//! leakscope's clock forward for the whole process, so a test can make
+//! objects "an hour old" without sleeping. It never moves the clock
+//! backwards and only affects leakscope's own ages and lifetimes.
+
+pub(crate) mod objects;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
@@ -20,6 +29,14 @@ use core::time::Duration;
 static OFFSET_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Current time in nanoseconds on leakscope's monotonic clock.
+///
+/// # Examples
+///
+/// ```
+/// let snap = leakscope::snapshot();
+/// let since = leakscope::clock::now_ns().saturating_sub(snap.taken_at_ns);
+/// assert!(since < 60_000_000_000);
+/// ```
 ///
 /// The origin is arbitrary (boot time plus the test offset); only
 /// differences are meaningful.
@@ -92,17 +109,9 @@ pub(crate) fn coarse_resolution_ns() -> u64 {
 ///
 /// This exists for tests: it lets a test age tracked objects and sampled
 /// allocations by hours in microseconds of real time. It affects only the ages
-/// and lifetimes leakscope reports, nothing else in the program.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// let before = leakscope::clock::now_ns();
-/// leakscope::clock::advance(Duration::from_secs(3600));
-/// assert!(leakscope::clock::now_ns() - before >= 3_600_000_000_000);
-/// ```
-pub fn advance(by: Duration) {
+/// and lifetimes leakscope reports, nothing else in the program. Public as
+/// [`testing::advance_clock`](crate::testing::advance_clock).
+pub(crate) fn advance(by: Duration) {
     let ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX / 4);
     OFFSET_NS.fetch_add(ns, Ordering::Relaxed);
 }
