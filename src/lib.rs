@@ -73,8 +73,6 @@ pub mod alloc;
 pub mod clock;
 pub mod histogram;
 pub mod snapshot;
-mod stack;
-mod unwind;
 
 // -- tracked objects (track!, track_arc!, LeakCheck) --
 mod check;

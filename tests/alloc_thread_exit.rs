@@ -51,9 +51,9 @@ fn thread_exit_and_block_recycling() {
     assert!(after.allocated_bytes - before.allocated_bytes >= 3000 * 1124);
     // Sequential threads reuse one block (plus the test threads').
     assert!(
-        leakscope::alloc::thread_blocks_high_water() <= 8,
+        leakscope::alloc::__testing::thread_blocks_high_water() <= 8,
         "high water {}",
-        leakscope::alloc::thread_blocks_high_water()
+        leakscope::alloc::__testing::thread_blocks_high_water()
     );
     leakscope::set_sample_rate(leakscope::alloc::DEFAULT_SAMPLE_RATE);
 }
@@ -96,7 +96,7 @@ fn pool_exhausted_threads_count_exactly() {
         "64 KiB stacks are too small for the caching unwinder: it must fall back"
     );
     assert_eq!(
-        leakscope::alloc::thread_blocks_high_water(),
+        leakscope::alloc::__testing::thread_blocks_high_water(),
         1024,
         "the pool should have run out"
     );

@@ -64,7 +64,7 @@ fn site_totals(snap: &leakscope::Snapshot, func: &str) -> (u64, u64, u64) {
 
 #[test]
 fn estimates_are_within_five_sd_of_the_truth() {
-    leakscope::alloc::set_sample_seed(0x5EED);
+    leakscope::alloc::__testing::set_sample_seed(0x5EED);
     leakscope::set_sample_rate(RATE);
     let mut small = Vec::with_capacity(N_SMALL);
     let mut large = Vec::with_capacity(N_LARGE);
