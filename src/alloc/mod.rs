@@ -29,8 +29,8 @@
 //! - The unsampled path takes no lock, does no hash lookup and no atomic
 //!   read-modify-write on a cache line shared between threads.
 //! - Metadata is bounded: fixed tables with counted overflow
-//!   ([`HeapStats::dropped_samples`]), reported in
-//!   [`HeapStats::metadata_bytes`].
+//!   ([`HeapStats::dropped_samples`](crate::HeapStats::dropped_samples)), reported in
+//!   [`HeapStats::metadata_bytes`](crate::HeapStats::metadata_bytes).
 //! - Alignment, `realloc` and `alloc_zeroed` semantics are the inner
 //!   allocator's: those calls are forwarded, never emulated.
 //!
@@ -50,7 +50,7 @@
 //! - `sampler.rs`: the sampling rate and the Poisson draws.
 //! - `unwind/`: the caching unwinder (reads only the stack and the loaded
 //!   objects).
-//! - `stack.rs`: stack capture into a [`MAX_FRAMES`](stack::MAX_FRAMES)
+//! - `stack.rs`: stack capture into a `MAX_FRAMES`
 //!   buffer, and symbolization.
 //! - `table.rs`: interned stacks, live samples, the sample filter.
 //! - `fork.rs`: the `fork()` protocol and the lock order, in one place.

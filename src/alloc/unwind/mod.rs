@@ -46,7 +46,7 @@
 //! # Files
 //!
 //! Everything but this file and `loader.rs`'s fork hooks exists only where
-//! the caching unwinder runs (Linux, x86_64, glibc: see [`supported!`]);
+//! the caching unwinder runs (Linux, x86_64, glibc: see `supported!`);
 //! elsewhere [`capture`] always answers `None`.
 //!
 //! - `loader.rs`: the gate around `dl_iterate_phdr` that `fork()` closes;
@@ -71,7 +71,7 @@ macro_rules! supported {
     };
 }
 
-/// The complement of [`supported!`].
+/// The complement of `supported!`.
 macro_rules! unsupported {
     ($($item:item)*) => {
         $(#[cfg(not(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu")))] $item)*
