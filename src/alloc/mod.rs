@@ -50,8 +50,8 @@
 //! - `sampler.rs`: the sampling rate and the Poisson draws.
 //! - `unwind/`: the caching unwinder (reads only the stack and the loaded
 //!   objects).
-//! - `stack.rs`: stack capture into a `MAX_FRAMES`
-//!   buffer, and symbolization.
+//! - `stack.rs`: stack capture into a `MAX_FRAMES` buffer, and
+//!   symbolization.
 //! - `table.rs`: interned stacks, live samples, the sample filter.
 //! - `fork.rs`: the `fork()` protocol and the lock order, in one place.
 //! - `thread.rs`: a thread's first allocation and its exit.
