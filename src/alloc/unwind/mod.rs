@@ -18,36 +18,22 @@
 //! churn benchmark; with this cache (4096 slots, 4-way): see ARCHITECTURE.md.
 //!
 //! Everything that can go wrong falls back to the system unwinder (the
-//! caller sees `None`) rather than guessing:
-//!
-//! - The module list is built once, on the first sample, from
-//!   `dl_iterate_phdr`, under the re-entrancy guard (its memory is
-//!   metadata). Each walk first compares glibc's load/unload counters
-//!   (`dlpi_adds`/`dlpi_subs`) with the build's: after a `dlopen` or
-//!   `dlclose` the list is rebuilt (at most `MAX_BUILDS` times in all; the
-//!   replaced lists are kept, not freed, because another thread may still be
-//!   walking with one), and while it is being rebuilt, walks fall back.
-//! - Stack reads are bounds-checked against the calling thread's stack, read
-//!   once per thread with `pthread_getattr_np`: a walk never reads outside
-//!   `[sp, stack top)`, so a wrong rule can truncate a stack, never crash.
-//!   A thread on a stack that is not its own (a coroutine, a signal stack),
-//!   or with less than `MIN_FREE_STACK` left, falls back.
-//! - A CFI row that does not reduce to such a rule (a DWARF expression, a
-//!   register saved in another register) ends the walk there; a walk that
-//!   stops after fewer than `MIN_FRAMES` frames falls back.
-//! - Caches (rules plus gimli's fixed-size evaluation context: nothing is
-//!   allocated while walking) live in `SLOTS` slots taken with a try-lock;
-//!   when all are taken, the walk falls back. Nothing here waits, so nothing
-//!   here can deadlock, including in a child after `fork()`.
+//! caller sees `None`) rather than guessing: a module list being rebuilt
+//! after a `dlopen` (`modules.rs`), a stack that is not the thread's own
+//! or too full (`walk.rs`), a CFI row that is not a simple rule
+//! (`rules.rs`), all rule caches taken, a `fork()` under way
+//! (`loader.rs`). Stack reads are bounds-checked, so a wrong rule can
+//! truncate a stack, never crash; nothing here waits, so nothing here can
+//! deadlock, including in a child after `fork()`.
 //!
 //! Why not frame pointers: Rust code is built without them by default, and
 //! a frame-pointer walk over code without them silently skips callers.
 //!
 //! # Files
 //!
-//! Everything but this file and `loader.rs`'s fork hooks exists only where
-//! the caching unwinder runs (Linux, x86_64, glibc: see `supported!`);
-//! elsewhere [`capture`] always answers `None`.
+//! Everything but this file exists only where the caching unwinder runs
+//! (Linux, x86_64, glibc: see `supported!`); elsewhere [`capture`] always
+//! answers `None` and the fork hooks have nothing to do.
 //!
 //! - `loader.rs`: the gate around `dl_iterate_phdr` that `fork()` closes;
 //! - `modules.rs`: the module list (loaded objects and their `.eh_frame`);
