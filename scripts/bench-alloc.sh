@@ -19,10 +19,18 @@ ROUNDS="${ROUNDS:-5}"
 out="target/bench-alloc"
 rm -rf "$out"
 mkdir -p "$out"
-cargo bench --no-run --bench alloc_system --bench alloc_tracking --bench alloc_counter 2>/dev/null
+# Build first, with the compiler's output shown: a build error stops the
+# script here (set -e) instead of leaving a table of missing numbers.
+cargo bench --no-run --bench alloc_system --bench alloc_tracking --bench alloc_counter
 for r in $(seq 1 "$ROUNDS"); do
     for target in alloc_system alloc_tracking alloc_counter; do
-        cargo bench --bench "$target" -- "$@" >/dev/null 2>&1
+        # Criterion's progress is not shown; a failing run prints its
+        # output and stops the script.
+        if ! log=$(cargo bench --bench "$target" -- "$@" 2>&1); then
+            printf '%s\n' "$log" >&2
+            echo "bench-alloc: $target failed in round $r" >&2
+            exit 1
+        fi
         # Keep this round's estimates before the next run overwrites them.
         find target/criterion -path '*/new/estimates.json' | while read -r f; do
             rel="${f#target/criterion/}"

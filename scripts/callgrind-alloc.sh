@@ -16,8 +16,12 @@ cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 out="target/callgrind-alloc"
 mkdir -p "$out"
-bins=$(cargo bench --no-run --bench alloc_system --bench alloc_tracking 2>&1 |
-    sed -n 's/.*Executable benches\/\(alloc_[a-z]*\)\.rs (\(.*\))/\1 \2/p')
+# A build error is shown and stops the script.
+if ! build=$(cargo bench --no-run --bench alloc_system --bench alloc_tracking 2>&1); then
+    printf '%s\n' "$build" >&2
+    exit 1
+fi
+bins=$(sed -n 's/.*Executable benches\/\(alloc_[a-z]*\)\.rs (\(.*\))/\1 \2/p' <<<"$build")
 while read -r name bin; do
     for w in churn_1t request_mix; do
         variant=${name#alloc_}

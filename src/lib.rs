@@ -123,9 +123,7 @@ mod format;
 pub mod histogram;
 mod report;
 pub mod snapshot;
-mod stack;
 pub mod testing;
-mod unwind;
 
 // -- tracked objects (track!, track_arc!, LeakCheck) --
 mod check;

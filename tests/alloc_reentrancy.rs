@@ -38,7 +38,14 @@ fn symbolization_is_metadata_not_user_heap() {
     let snap = leakscope::snapshot();
     for site in &snap.heap.sites {
         for f in &site.frames {
-            for bad in ["gimli::", "addr2line::", "backtrace::", "leakscope::stack"] {
+            let bad_prefixes = [
+                "gimli::",
+                "addr2line::",
+                "backtrace::",
+                "leakscope::alloc::stack",
+                "leakscope::alloc::unwind",
+            ];
+            for bad in bad_prefixes {
                 let name = f.function.trim_start_matches('<');
                 assert!(!name.starts_with(bad), "{bad} in a user site: {site:?}");
             }

@@ -17,17 +17,19 @@
 //! Peak live bytes are read from the same blocks by [`check_peak`], which
 //! each thread's slow path calls every [`PEAK_CHECK_BYTES`] it allocates.
 //!
-//! ```text
-//!  thread state:  FRESH ──first alloc──► ACTIVE(block) ──TLS teardown──► EXITED
-//!                   │                        ▲                              │
-//!                   └── pool empty ──► ACTIVE(shared block, atomic adds) ◄──┘
-//! ```
-//!
 //! Threads that find the pool empty, and allocations made after a thread's
-//! thread-local destructors ran, count into one shared block with atomic
-//! `fetch_add`: still exact, only slower.
+//! thread-local destructors ran, count into one shared block ([`SHARED`])
+//! with atomic `fetch_add`: still exact, only slower. Which thread counts
+//! where is the thread state machine of `guard.rs`.
+//!
+//! Also here: [`META_LIVE`], leakscope's own live bytes (memory allocated
+//! under the re-entrancy guard), counted apart from the user's.
 
 use core::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+
+/// leakscope's own live bytes allocated under the guard (metadata), added
+/// and subtracted by the allocator's cold paths.
+pub(crate) static META_LIVE: AtomicI64 = AtomicI64::new(0);
 
 /// Number of per-thread blocks (threads alive at once beyond this share one
 /// atomic block).
@@ -130,6 +132,19 @@ fn take(c: &AtomicI64, n: usize) -> bool {
     ok
 }
 
+/// The arguments of [`Block::fold`], each named by a public operation.
+struct Fold {
+    /// Bytes allocated that did not go through the allocation countdown.
+    alloc_extra: u64,
+    /// Bytes freed that did not go through the free countdown.
+    free_extra: u64,
+    /// Fold the allocation countdown and arm it with this (`None`: left as
+    /// it is).
+    arm_alloc: Option<i64>,
+    /// Fold the free countdown and re-arm it with [`FREE_ARM`].
+    rearm_free: bool,
+}
+
 impl Block {
     /// The fast path of an allocation of `size` bytes: if the countdown has
     /// `size` left, takes it (which counts the bytes) and counts the call.
@@ -174,12 +189,22 @@ impl Block {
         self.free_left.load(Ordering::Relaxed) >= 0
     }
 
-    /// Owner: counts calls the fast path did not count.
+    /// Owner: counts an allocation the fast path did not count.
     #[inline]
-    pub(crate) fn count(&self, allocs: u64, frees: u64, reallocs: u64) {
-        bump(&self.allocs, allocs);
-        bump(&self.frees, frees);
-        bump(&self.reallocs, reallocs);
+    pub(crate) fn count_alloc(&self) {
+        bump(&self.allocs, 1);
+    }
+
+    /// Owner: counts a free the fast path did not count.
+    #[inline]
+    pub(crate) fn count_free(&self) {
+        bump(&self.frees, 1);
+    }
+
+    /// Owner: counts a realloc the fast path did not count.
+    #[inline]
+    pub(crate) fn count_realloc(&self) {
+        bump(&self.reallocs, 1);
     }
 
     /// Owner: bytes the allocation countdown consumed since it was armed.
@@ -193,21 +218,84 @@ impl Block {
     /// Owner: whether the free countdown is below half its arming (a fold
     /// re-arms it).
     #[inline]
-    pub(crate) fn free_low(&self) -> bool {
+    fn free_low(&self) -> bool {
         self.free_left.load(Ordering::Relaxed) < FREE_ARM / 2
     }
 
-    /// Owner: folds both countdowns' consumption (and `alloc_extra`,
-    /// `free_extra` bytes that never went through them) into the totals,
-    /// then arms the allocation countdown with `arm` (`None`: left as is)
-    /// and the free countdown with [`FREE_ARM`] (if `rearm_free`).
-    pub(crate) fn fold(
-        &self,
-        alloc_extra: u64,
-        free_extra: u64,
-        arm: Option<i64>,
-        rearm_free: bool,
-    ) {
+    /// Owner: starts both countdowns afresh, their consumption folded into
+    /// the totals: the allocation countdown armed with 0 (it runs out at the
+    /// next allocation, whose slow path arms it), the free countdown with
+    /// [`FREE_ARM`]. For a block just taken from the pool or about to go
+    /// back to it.
+    pub(crate) fn restart(&self) {
+        self.fold(Fold {
+            alloc_extra: 0,
+            free_extra: 0,
+            arm_alloc: Some(0),
+            rearm_free: true,
+        });
+    }
+
+    /// Owner: folds the allocation countdown's consumption into the totals
+    /// and arms it with 0, so that the next allocation takes the slow path
+    /// (which applies a new sampling rate or seed).
+    pub(crate) fn expire_alloc(&self) {
+        self.fold(Fold {
+            alloc_extra: 0,
+            free_extra: 0,
+            arm_alloc: Some(0),
+            rearm_free: false,
+        });
+    }
+
+    /// Owner, on the allocation slow path: folds the allocation countdown's
+    /// consumption and `extra` bytes that did not go through it (the
+    /// allocation at hand) into the totals and arms it with `arm`; re-arms
+    /// the free countdown too if it is below half.
+    pub(crate) fn rearm_alloc(&self, extra: u64, arm: i64) {
+        let rearm_free = self.free_low();
+        self.fold(Fold {
+            alloc_extra: extra,
+            free_extra: 0,
+            arm_alloc: Some(arm),
+            rearm_free,
+        });
+    }
+
+    /// Owner: adds `bytes` freed that did not go through the free countdown
+    /// (a realloc's old size) to the totals, folding and re-arming the free
+    /// countdown if it is below half.
+    pub(crate) fn add_freed(&self, bytes: u64) {
+        let rearm_free = self.free_low();
+        self.fold(Fold {
+            alloc_extra: 0,
+            free_extra: bytes,
+            arm_alloc: None,
+            rearm_free,
+        });
+    }
+
+    /// Owner, on the free slow path (the free countdown had less than the
+    /// size left): folds the free countdown's consumption and the `bytes`
+    /// at hand into the totals and re-arms it.
+    pub(crate) fn rearm_free(&self, bytes: u64) {
+        self.fold(Fold {
+            alloc_extra: 0,
+            free_extra: bytes,
+            arm_alloc: None,
+            rearm_free: true,
+        });
+    }
+
+    /// Owner: the one writer of the folded totals and the armings, inside
+    /// the sequence lock (see [`Block`]).
+    fn fold(&self, f: Fold) {
+        let Fold {
+            alloc_extra,
+            free_extra,
+            arm_alloc: arm,
+            rearm_free,
+        } = f;
         let s = self.seq.load(Ordering::Relaxed);
         self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
@@ -260,7 +348,7 @@ impl Block {
         }
     }
 
-    /// Reads the block: `[allocs, frees, reallocs, alloc_bytes, freed_bytes]`.
+    /// Reads the block's counts.
     ///
     /// Retries while the owner is folding, at most `tries` times (the fold
     /// is a few stores, so a retry is rare); past that (the owner was
@@ -268,7 +356,7 @@ impl Block {
     /// another thread) it returns a reading that may be off by the one
     /// countdown interval being folded (at most [`PEAK_CHECK_BYTES`] of
     /// allocation). Never blocks.
-    pub(crate) fn read(&self, tries: u32) -> [u64; 5] {
+    pub(crate) fn read(&self, tries: u32) -> Totals {
         let mut n = 0;
         loop {
             let s1 = self.seq.load(Ordering::Acquire);
@@ -282,13 +370,13 @@ impl Block {
             let s2 = self.seq.load(Ordering::Relaxed);
             n += 1;
             if (s1 == s2 && s1 & 1 == 0) || n >= tries {
-                return [
-                    self.allocs.load(Ordering::Relaxed),
-                    self.frees.load(Ordering::Relaxed),
-                    self.reallocs.load(Ordering::Relaxed),
-                    a_bytes.wrapping_add(a_armed.wrapping_sub(a_left) as u64),
-                    f_bytes.wrapping_add(f_armed.wrapping_sub(f_left) as u64),
-                ];
+                return Totals {
+                    allocs: self.allocs.load(Ordering::Relaxed),
+                    frees: self.frees.load(Ordering::Relaxed),
+                    reallocs: self.reallocs.load(Ordering::Relaxed),
+                    alloc_bytes: a_bytes.wrapping_add(a_armed.wrapping_sub(a_left) as u64),
+                    freed_bytes: f_bytes.wrapping_add(f_armed.wrapping_sub(f_left) as u64),
+                };
             }
             core::hint::spin_loop();
         }
@@ -307,8 +395,8 @@ pub(crate) fn check_peak() -> u64 {
     for b in BLOCKS[..high].iter().chain(core::iter::once(&SHARED)) {
         // On the allocator's slow path: few retries, never a wait.
         let r = b.read(4);
-        a = a.wrapping_add(r[3]);
-        f = f.wrapping_add(r[4]);
+        a = a.wrapping_add(r.alloc_bytes);
+        f = f.wrapping_add(r.freed_bytes);
     }
     let live = a.saturating_sub(f);
     PEAK.fetch_max(live, Ordering::Relaxed);
@@ -364,34 +452,44 @@ pub(crate) fn mark_active() {
     ACTIVE.store(true, Ordering::Relaxed);
 }
 
-/// Summed totals.
-#[derive(Clone, Copy, Debug, Default)]
+/// What a block, or all of them summed, has counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
     pub(crate) allocs: u64,
     pub(crate) frees: u64,
     pub(crate) reallocs: u64,
     pub(crate) alloc_bytes: u64,
     pub(crate) freed_bytes: u64,
-    pub(crate) peak: u64,
 }
 
-/// Sums every block. Exact at a quiet point.
+impl Totals {
+    /// Adds another reading (wrapping, as the counters do).
+    fn add(&mut self, r: &Totals) {
+        self.allocs = self.allocs.wrapping_add(r.allocs);
+        self.frees = self.frees.wrapping_add(r.frees);
+        self.reallocs = self.reallocs.wrapping_add(r.reallocs);
+        self.alloc_bytes = self.alloc_bytes.wrapping_add(r.alloc_bytes);
+        self.freed_bytes = self.freed_bytes.wrapping_add(r.freed_bytes);
+    }
+}
+
+/// Sums every block and raises the peak to the sum's live bytes. Exact at a
+/// quiet point.
 pub(crate) fn totals() -> Totals {
     let high = HIGH.load(Ordering::Acquire).min(MAX_BLOCKS);
     let mut t = Totals::default();
     for b in BLOCKS[..high].iter().chain(core::iter::once(&SHARED)) {
-        let r = b.read(1 << 16);
-        t.allocs = t.allocs.wrapping_add(r[0]);
-        t.frees = t.frees.wrapping_add(r[1]);
-        t.reallocs = t.reallocs.wrapping_add(r[2]);
-        t.alloc_bytes = t.alloc_bytes.wrapping_add(r[3]);
-        t.freed_bytes = t.freed_bytes.wrapping_add(r[4]);
+        t.add(&b.read(1 << 16));
     }
     let live = t.alloc_bytes.saturating_sub(t.freed_bytes);
     // An exact reading can exceed the published approximation: keep it.
     PEAK.fetch_max(live, Ordering::Relaxed);
-    t.peak = PEAK.load(Ordering::Relaxed);
     t
+}
+
+/// The highest live-bytes reading so far (see [`check_peak`]).
+pub(crate) fn peak_live_bytes() -> u64 {
+    PEAK.load(Ordering::Relaxed)
 }
 
 /// Bytes of the counter pool itself (metadata).
@@ -405,25 +503,27 @@ mod tests {
     /// slow path's fold when the countdown runs out.
     fn owner_alloc(b: &Block, size: usize, arm: i64) {
         if !b.fast_alloc(size) {
-            b.count(1, 0, 0);
-            b.fold(size as u64, 0, Some(arm), false);
+            b.count_alloc();
+            b.rearm_alloc(size as u64, arm);
         }
     }
 
     #[test]
     fn owned_and_shared_counting_sum() {
         let b = acquire().expect("pool has free blocks in a fresh test process");
-        b.fold(0, 0, Some(0), true);
+        b.restart();
         let before = totals();
         owner_alloc(b, 100, 120); // the zero countdown is short: folded
         owner_alloc(b, 50, 120); // fast: 70 left
         assert!(b.fast_free(100));
         assert!(!b.fast_realloc(50, 80)); // 70 < 80: nothing taken
         assert_eq!(b.alloc_consumed(), 50);
-        b.count(0, 0, 1);
-        b.fold(80, 50, Some(1000), b.free_low());
+        b.count_realloc();
+        b.add_freed(50);
+        b.rearm_alloc(80, 1000);
         SHARED.on_alloc_shared(7);
-        b.fold(5, 3, None, false); // bytes counted off the countdowns
+        b.add_freed(3); // bytes counted off the countdown
+        b.rearm_alloc(5, 1000);
         let after = totals();
         assert_eq!(after.allocs - before.allocs, 3);
         assert_eq!(after.frees - before.frees, 1);
@@ -439,7 +539,8 @@ mod tests {
 
         // A peak check sees live growth still in a countdown.
         let b = acquire().expect("free block");
-        b.fold(0, 0, Some(1 << 40), true);
+        b.restart();
+        b.rearm_alloc(0, 1 << 40);
         assert!(b.is_owned());
         assert!(b.fast_alloc(10 << 20));
         assert!(check_peak() >= 10 << 20);
@@ -457,7 +558,8 @@ mod tests {
         }
         assert!(!PARKED.is_owned());
         // Never written: no count, countdowns as they were.
-        assert_eq!(PARKED.read(1)[..3], [0; 3]);
+        let r = PARKED.read(1);
+        assert_eq!((r.allocs, r.frees, r.reallocs), (0, 0, 0));
         assert_eq!(PARKED.alloc_left.load(Ordering::Relaxed), PARKED_LEFT);
         assert_eq!(PARKED.free_left.load(Ordering::Relaxed), PARKED_LEFT);
     }
@@ -473,7 +575,7 @@ mod tests {
                                                // the other tests' blocks).
         b.even_out();
         assert_eq!(b.seq.load(Ordering::Relaxed) & 1, 0);
-        b.fold(0, 0, Some(0), true); // and the owner's protocol still works
+        b.restart(); // and the owner's protocol still works
         assert_eq!(b.seq.load(Ordering::Relaxed) & 1, 0);
         release(b);
     }
@@ -485,7 +587,7 @@ mod tests {
     #[test]
     fn readers_see_monotonic_bytes_during_folds() {
         let b = acquire().expect("free block");
-        b.fold(0, 0, Some(0), true);
+        b.restart();
         let start = b.read(u32::MAX);
         let stop = AtomicBool::new(false);
         const N: u64 = 400_000;
@@ -502,23 +604,23 @@ mod tests {
             while !stop.load(Ordering::Acquire) || reads == 0 {
                 let r = b.read(u32::MAX);
                 assert!(
-                    r[3] >= last[3],
+                    r.alloc_bytes >= last.alloc_bytes,
                     "allocated bytes went back: {} -> {}",
-                    last[3],
-                    r[3]
+                    last.alloc_bytes,
+                    r.alloc_bytes
                 );
                 assert!(
-                    r[3] - start[3] <= 8 * N,
+                    r.alloc_bytes - start.alloc_bytes <= 8 * N,
                     "over-counted: {}",
-                    r[3] - start[3]
+                    r.alloc_bytes - start.alloc_bytes
                 );
                 last = r;
                 reads += 1;
             }
         });
         let end = b.read(u32::MAX);
-        assert_eq!(end[0] - start[0], N);
-        assert_eq!(end[3] - start[3], 8 * N);
+        assert_eq!(end.allocs - start.allocs, N);
+        assert_eq!(end.alloc_bytes - start.alloc_bytes, 8 * N);
         release(b);
     }
 }

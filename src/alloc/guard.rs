@@ -18,24 +18,40 @@
 //! The fast paths do not read `flags` at all: they go through the thread's
 //! `fast` block pointer, kept under this invariant:
 //!
-//! **`fast` is the thread's own counter block only while `flags == 0`** (the
-//! thread owns a block, is not inside leakscope, and is not exiting). Every
-//! other state points `fast` at [`PARKED`], whose countdowns stay far below
-//! zero, so any allocation or free takes the slow path, which reads `flags`.
-//! An owner whose countdown runs out takes the same slow path (sampling
-//! decision, fold and re-arm).
+//! **`fast` is the thread's own counter block only while the thread is an
+//! *owner*** ([`ThreadState::is_owner`]: `flags == 0`, i.e. it owns a block,
+//! is not inside leakscope, and is not exiting). Every other state points
+//! `fast` at [`PARKED`], whose countdowns stay far below zero, so any
+//! allocation or free takes the slow path, which reads `flags`. An owner
+//! whose countdown runs out takes the same slow path (sampling decision,
+//! fold and re-arm).
+//!
+//! # The thread state machine
+//!
+//! The one diagram of a thread's allocator state (`flags`; where it counts
+//! in brackets; the transitions are in `thread.rs`):
 //!
 //! ```text
-//!  flags:  FRESH|SLOW ──first alloc──► 0 (owns a block)  ──exit hook──► EXITED|SLOW
-//!              │                                                          ▲
-//!              └──── pool empty ────► SLOW (shared block, atomic adds) ───┘
-//!  BUSY is or-ed in while a Guard is held, in any state; the guard points
-//!  `fast` at PARKED and points it back when it is dropped.
+//!   FRESH|SLOW ──first allocation, block taken──► OWNER: flags == 0
+//!   [nothing yet]                                 [own block, fast path]
+//!        │                                                │
+//!        │ pool empty                                     │ exit hook
+//!        ▼                                                ▼ (block released)
+//!   SLOW [SHARED, atomic adds] ──────exit hook───────► EXITED|SLOW
+//!                                                     [SHARED, atomic adds]
+//!   FRESH|SLOW ──first allocation during TLS teardown──► EXITED|SLOW
+//!
+//!   BUSY is or-ed in while a Guard is held, in any state: allocations pass
+//!   through uncounted (metadata). The guard points `fast` at PARKED and,
+//!   when dropped, back at the block if the thread is an owner again.
 //! ```
 
 use core::cell::Cell;
 
 use super::counters::{Block, PARKED, SHARED};
+
+// The flags are bits, so a state is one byte compared against 0 on every
+// slow path; the states they make are drawn in the module doc.
 
 /// Inside leakscope: allocations pass through uncounted.
 pub(crate) const BUSY: u8 = 1;
@@ -47,6 +63,7 @@ pub(crate) const FRESH: u8 = 4;
 pub(crate) const EXITED: u8 = 8;
 
 /// The calling thread's allocator state.
+#[derive(Debug)]
 pub(crate) struct ThreadState {
     pub(crate) flags: Cell<u8>,
     /// The block the fast paths count into: `block` while `flags == 0`,
@@ -78,6 +95,48 @@ thread_local! {
     };
 }
 
+impl ThreadState {
+    /// On the fast path: owns a block, not inside leakscope, not exiting
+    /// (`flags == 0`). Exactly then `fast` is `block`.
+    #[inline(always)]
+    pub(crate) fn is_owner(&self) -> bool {
+        self.flags.get() == 0
+    }
+
+    /// Inside leakscope (a [`Guard`] is held): allocations are metadata.
+    #[inline(always)]
+    pub(crate) fn is_busy(&self) -> bool {
+        self.flags.get() & BUSY != 0
+    }
+
+    /// No block taken yet: the next allocation's slow path takes one.
+    #[inline(always)]
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.flags.get() & FRESH != 0
+    }
+
+    /// Owns a counter block, inside leakscope or not.
+    #[inline(always)]
+    pub(crate) fn owns_block(&self) -> bool {
+        self.flags.get() & SLOW == 0
+    }
+}
+
+/// Makes the calling thread take the slow path on its next allocation, so a
+/// rate or seed change applies to it at once (other threads pick it up
+/// within their next `PEAK_CHECK_BYTES` of allocation).
+pub(crate) fn rearm_current_thread() {
+    let _ = STATE.try_with(|t| {
+        // A thread that is not an owner meets the new rate on its next slow
+        // path anyway.
+        if t.is_owner() {
+            // What the countdown consumed is folded into the totals; armed
+            // with 0, it runs out on the next allocation.
+            t.block.get().expire_alloc();
+        }
+    });
+}
+
 /// RAII re-entrancy guard: mandatory around any leakscope code that may
 /// allocate while touching leakscope's own tables or caches.
 #[derive(Debug)]
@@ -93,11 +152,10 @@ impl Guard {
     pub(crate) fn enter() -> Guard {
         let was_set = STATE
             .try_with(|t| {
-                let f = t.flags.get();
-                if f & BUSY != 0 {
+                if t.is_busy() {
                     return true;
                 }
-                t.flags.set(f | BUSY);
+                t.flags.set(t.flags.get() | BUSY);
                 t.fast.set(&PARKED);
                 false
             })
@@ -111,11 +169,11 @@ impl Drop for Guard {
     fn drop(&mut self) {
         if !self.was_set {
             let _ = STATE.try_with(|t| {
-                let f = t.flags.get() & !BUSY;
-                t.flags.set(f);
+                t.flags.set(t.flags.get() & !BUSY);
                 // Only an owner goes back to the fast path (the state may
                 // have changed while the guard was held).
-                t.fast.set(if f == 0 { t.block.get() } else { &PARKED });
+                t.fast
+                    .set(if t.is_owner() { t.block.get() } else { &PARKED });
             });
         }
     }
@@ -124,9 +182,7 @@ impl Drop for Guard {
 /// Whether this thread is inside leakscope.
 #[inline]
 pub(crate) fn is_entered() -> bool {
-    STATE
-        .try_with(|t| t.flags.get() & BUSY != 0)
-        .unwrap_or(true)
+    STATE.try_with(|t| t.is_busy()).unwrap_or(true)
 }
 
 #[cfg(test)]

@@ -51,17 +51,17 @@ pub fn sample_rate() -> usize {
 pub fn set_sample_rate(bytes: usize) {
     RATE.store(bytes as u64, Ordering::Relaxed);
     EPOCH.fetch_add(1, Ordering::Release);
-    super::rearm_current_thread();
+    super::guard::rearm_current_thread();
 }
 
 /// Reseeds every thread's sampling generator from `seed` (the calling
 /// thread at its next allocation, others within 256 KiB of allocation),
 /// making sampling decisions repeatable for a given sequence of allocations
 /// on a thread. For tests.
-pub fn set_sample_seed(seed: u64) {
+pub(crate) fn set_sample_seed(seed: u64) {
     SEED.store(seed, Ordering::Relaxed);
     EPOCH.fetch_add(1, Ordering::Release);
-    super::rearm_current_thread();
+    super::guard::rearm_current_thread();
 }
 
 /// The rate, reading `LEAKSCOPE_SAMPLE_RATE` on first use.

@@ -1,28 +1,34 @@
 //! Stack capture (allocator path) and lazy, cached symbolization (snapshot
 //! path).
 //!
-//! Capture walks the stack into a fixed buffer with leakscope's caching
-//! unwinder (`crate::unwind`), or, when that cannot walk, with
+//! Capture walks the stack into a fixed buffer of [`MAX_FRAMES`] with
+//! leakscope's caching unwinder (`alloc/unwind/`), or, when that cannot walk, with
 //! `backtrace::trace_unsynchronized`: no allocation, no lock (the
 //! synchronized variant takes a global lock that a user's own `backtrace`
-//! call may hold while it allocates). Symbolization happens only when a snapshot is read, under the
+//! call may hold while it allocates).
+//!
+//! Symbolization happens only when a snapshot is read, under the
 //! re-entrancy guard, so the memory the DWARF reader uses is leakscope's
 //! metadata and never appears in the user's totals, sites or profiles.
 //! Results are cached per address in a bounded map (cleared when it reaches
 //! `MAX_CACHED_ADDRS`, so its size stays bounded).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-use crate::alloc::guard::Guard;
-use crate::alloc::table::MAX_FRAMES;
+use super::guard::Guard;
+use super::unwind;
 use crate::snapshot::Frame;
+
+/// Frames kept per sampled stack (the capture buffer's size; outermost
+/// frames beyond it are cut).
+pub(crate) const MAX_FRAMES: usize = 48;
 
 /// Walks the calling thread's stack into `buf`, innermost first. Returns the
 /// number of frames written. Never allocates.
 #[inline(never)]
 pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
-    if let Some(n) = crate::unwind::capture(buf) {
+    if let Some(n) = unwind::capture(buf) {
         return n;
     }
     let mut n = 0;
@@ -45,7 +51,7 @@ pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
 
 /// Cached symbols of one instruction address: innermost inlined frame first.
 #[derive(Clone, Debug)]
-struct Sym {
+pub(super) struct Sym {
     function: String,
     file: Option<String>,
     line: Option<u32>,
@@ -53,32 +59,14 @@ struct Sym {
 
 const MAX_CACHED_ADDRS: usize = 64 * 1024;
 
-type SymbolCache = Option<HashMap<usize, Vec<Sym>>>;
+pub(super) type SymbolCache = Option<HashMap<usize, Vec<Sym>>>;
 
 static CACHE: Mutex<SymbolCache> = Mutex::new(None);
 
-/// The symbol cache's guard, held by the forking thread across `fork()`.
-struct ForkHeld(core::cell::UnsafeCell<Option<std::sync::MutexGuard<'static, SymbolCache>>>);
-
-// SAFETY: only `fork_prepare` and `fork_release` touch the cell, and
-// `pthread_atfork` runs them one after the other on the forking thread.
-unsafe impl Sync for ForkHeld {}
-
-static FORK_HELD: ForkHeld = ForkHeld(core::cell::UnsafeCell::new(None));
-
-/// Takes the symbol cache's mutex before `fork()` (see
-/// `alloc::table::register_fork_handlers`), so a child forked while another
-/// thread symbolizes does not inherit it locked.
-pub(crate) fn fork_prepare() {
-    let g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: see `ForkHeld`: only the forking thread touches the cell.
-    unsafe { *FORK_HELD.0.get() = Some(g) };
-}
-
-/// Releases what [`fork_prepare`] took, in the parent and in the child.
-pub(crate) fn fork_release() {
-    // SAFETY: see `ForkHeld`.
-    unsafe { drop((*FORK_HELD.0.get()).take()) };
+/// Locks the symbol cache. Never panics: a poisoned lock is used as is.
+/// Held by the forking thread across `fork()` (`alloc/fork.rs`).
+pub(super) fn lock_cache() -> MutexGuard<'static, SymbolCache> {
+    CACHE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Symbolizes return addresses (innermost first) into frames, trimming
@@ -92,7 +80,7 @@ pub(crate) fn symbolize(ips: &[usize]) -> Vec<Frame> {
 /// Symbolizes without trimming (under the guard, like [`symbolize`]).
 fn symbolize_all(ips: &[usize]) -> Vec<Frame> {
     let _g = Guard::enter();
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cache = lock_cache();
     let map = cache.get_or_insert_with(HashMap::new);
     if map.len() > MAX_CACHED_ADDRS {
         map.clear();
