@@ -1,0 +1,336 @@
+use super::*;
+
+/// What `stack.rs` does today with `backtrace::resolve`, for comparison.
+///
+/// `backtrace::resolve(a)` looks up `a - 1` (it takes `a` for a return
+/// address), and `stack.rs` passes it `ip - 1`, so today's frames are those
+/// of `ip - 2`. For a return address that is the same instruction (x86_64
+/// calls are at least 2 bytes long); for any other address it is the
+/// previous instruction, possibly another function (seen: `malloc`'s entry
+/// point resolved to the end of the code before it). `resolve(pc)` here
+/// looks up `pc` itself, so it is compared with `bt_resolve(pc + 1)`.
+fn bt_resolve(pc: usize) -> Vec<Sym> {
+    let mut out = Vec::new();
+    backtrace::resolve(pc as *mut core::ffi::c_void, |sym| {
+        out.push(Sym {
+            function: match sym.name() {
+                Some(n) => format!("{n:#}"),
+                None => "??".to_string(),
+            },
+            file: sym.filename().map(|p| p.display().to_string()),
+            line: sym.lineno(),
+        });
+    });
+    if out.is_empty() {
+        out.push(Sym::unknown(pc));
+    }
+    out
+}
+
+/// `n` code addresses spread over the test binary's functions (the middle
+/// of every k-th defined function of its symbol table).
+fn text_addresses(n: usize) -> Vec<usize> {
+    use object::read::elf::{FileHeader, Sym as _};
+    let exe = &modules::list()[0];
+    let data = std::fs::read("/proc/self/exe").unwrap();
+    let elf = object::elf::FileHeader64::<object::NativeEndian>::parse(&*data).unwrap();
+    let endian = elf.endian().unwrap();
+    let sections = elf.sections(endian, &*data).unwrap();
+    let syms = sections
+        .symbols(endian, &*data, object::elf::SHT_SYMTAB)
+        .unwrap();
+    let mut funcs: Vec<(u64, u64)> = syms
+        .iter()
+        .filter(|s| s.st_type() == object::elf::STT_FUNC)
+        .filter(|s| s.st_shndx(endian) != object::elf::SHN_UNDEF)
+        .map(|s| (s.st_value(endian), s.st_size(endian)))
+        .filter(|&(_, size)| size >= 2)
+        .collect();
+    funcs.sort_unstable();
+    funcs.dedup_by_key(|f| f.0);
+    assert!(funcs.len() >= n, "only {} functions", funcs.len());
+    let step = funcs.len() / n;
+    funcs
+        .iter()
+        .step_by(step)
+        .take(n)
+        .map(|&(a, size)| exe.bias + (a + size / 2) as usize)
+        .collect()
+}
+
+/// Return addresses of this very stack, minus one (inside the call).
+#[inline(never)]
+fn this_stack() -> Vec<usize> {
+    let mut pcs = Vec::new();
+    backtrace::trace(|f| {
+        let ip = f.ip() as usize;
+        if ip > 1 {
+            pcs.push(ip - 1);
+        }
+        true
+    });
+    pcs
+}
+
+/// Compares with `backtrace::resolve` of the same instruction (see
+/// [`bt_resolve`]; `shift` 1 for that, 0 for today's `stack.rs` call):
+/// function, file and line of every frame, inlined chain included. Returns
+/// the mismatches.
+fn mismatches(s: &mut Symbolizer, pcs: &[usize], shift: usize) -> Vec<String> {
+    let ours = s.resolve_batch(pcs);
+    pcs.iter()
+        .zip(ours)
+        .filter_map(|(&pc, ours)| {
+            let theirs = bt_resolve(pc + shift);
+            (ours != theirs).then(|| format!("{pc:#x}:\n ours   {ours:?}\n theirs {theirs:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn matches_backtrace_on_this_stack() {
+    let pcs = this_stack();
+    assert!(pcs.len() > 3);
+    let mut s = Symbolizer::new(DEFAULT_BUDGET);
+    // The same instruction, and also exactly what `stack.rs` gets today
+    // (`ip - 1` and `ip - 2` lie in the same call instruction).
+    for shift in [1, 0] {
+        let bad = mismatches(&mut s, &pcs, shift);
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+    let frames: Vec<Sym> = s.resolve_batch(&pcs).concat();
+    let me = frames
+        .iter()
+        .find(|f| f.function.ends_with("matches_backtrace_on_this_stack"))
+        .unwrap_or_else(|| panic!("{frames:#?}"));
+    assert!(me.file.as_deref().unwrap().ends_with("tests.rs"), "{me:?}");
+    assert!(me.line.is_some());
+    // Inlined frames are there too (std's, inlined into the test harness).
+    assert!(s.resolve_batch(&pcs).iter().any(|f| f.len() > 1));
+}
+
+#[test]
+fn matches_backtrace_on_many_functions() {
+    let pcs = text_addresses(400);
+    let mut s = Symbolizer::new(DEFAULT_BUDGET);
+    let bad = mismatches(&mut s, &pcs, 1);
+    assert!(
+        bad.is_empty(),
+        "{} of {} differ:\n{}",
+        bad.len(),
+        pcs.len(),
+        bad[..bad.len().min(10)].join("\n")
+    );
+    let st = s.stats();
+    assert_eq!(st.resolved, pcs.len() as u64);
+    assert_eq!(st.unknown, 0, "{st:?}");
+    // A second pass is answered from the cache.
+    s.resolve_batch(&pcs);
+    assert_eq!(s.stats().cache_hits, pcs.len() as u64);
+}
+
+#[test]
+fn shared_library_address_resolves() {
+    let pc = libc::malloc as *const () as usize;
+    let mut s = Symbolizer::new(DEFAULT_BUDGET);
+    let syms = s.resolve_batch(&[pc]).pop().unwrap();
+    assert!(syms[0].function.contains("malloc"), "{syms:?}");
+    assert_eq!(syms, bt_resolve(pc + 1));
+    let path = &s.entries.iter().find(|e| e.module.contains(pc)).unwrap();
+    assert!(
+        path.module.path.to_string_lossy().contains("libc"),
+        "{:?}",
+        path.module
+    );
+}
+
+#[test]
+fn unknown_addresses_give_hex() {
+    let heap = Box::new(7u64);
+    let pcs = [0x10, &*heap as *const u64 as usize, usize::MAX];
+    let mut s = Symbolizer::new(DEFAULT_BUDGET);
+    let out = s.resolve_batch(&pcs);
+    for (pc, syms) in pcs.iter().zip(out) {
+        assert_eq!(syms, vec![Sym::unknown(*pc)]);
+        assert_eq!(syms[0].function, format!("{pc:#x}"));
+    }
+    assert_eq!(s.stats().unknown, 3);
+}
+
+#[test]
+fn unreadable_object_falls_back() {
+    let mut s = Symbolizer::new(DEFAULT_BUDGET);
+    s.refresh_modules();
+    let pc = text_addresses(1)[0];
+    let e = s
+        .entries
+        .iter_mut()
+        .find(|e| e.module.contains(pc))
+        .unwrap();
+    e.module.path = "/nonexistent/leakscope-test".into();
+    assert_eq!(s.resolve_batch(&[pc]), vec![vec![Sym::unknown(pc)]]);
+    let st = s.stats();
+    assert_eq!((st.load_failures, st.unknown), (1, 1));
+}
+
+#[test]
+fn stays_under_a_tiny_budget_and_stays_correct() {
+    let mut pcs = text_addresses(60);
+    pcs.push(libc::malloc as *const () as usize);
+    pcs.push(libc::free as *const () as usize);
+    pcs.extend(this_stack());
+    let reference = Symbolizer::new(DEFAULT_BUDGET).resolve_batch(&pcs);
+    let budget = 256 << 10;
+    let mut s = Symbolizer::new(budget);
+    for round in 0..2 {
+        for (pc, want) in pcs.iter().zip(&reference) {
+            let got = s.resolve_batch(&[*pc]).pop().unwrap();
+            assert_eq!(&got, want, "round {round}");
+            let held = s.stats().held_bytes;
+            assert!(held <= budget as u64, "{held} > {budget}");
+        }
+    }
+    let st = s.stats();
+    assert!(st.evictions > 0 && st.loads > 2, "{st:?}");
+    // And a whole batch at once.
+    assert_eq!(s.resolve_batch(&pcs), reference);
+    assert!(s.stats().held_bytes <= budget as u64);
+    // Raising the budget keeps things; lowering it drops them at once.
+    s.set_budget(DEFAULT_BUDGET);
+    s.resolve_batch(&text_addresses(90));
+    assert!(s.stats().contexts >= 1);
+    s.set_budget(0);
+    let st = s.stats();
+    assert_eq!((st.contexts, st.cached_addrs), (0, 0), "{st:?}");
+}
+
+#[test]
+fn public_api_and_fork_hooks() {
+    let pcs = this_stack();
+    let many = resolve_many(&pcs);
+    assert_eq!(many.len(), pcs.len());
+    assert_eq!(resolve(pcs[0]), many[0]);
+    let names: Vec<&str> = many.iter().map(|f| f[0].function.as_str()).collect();
+    assert!(
+        names.iter().any(|n| n.ends_with("::this_stack")),
+        "{names:?}"
+    );
+    let st = stats();
+    assert!(st.cached_addrs >= pcs.len() as u64 - 1, "{st:?}");
+    assert!(st.held_bytes > 0 && st.held_bytes <= st.budget_bytes);
+    // The hooks take and release the lock (as around a fork in the parent).
+    fork_prepare();
+    fork_release();
+    assert_eq!(resolve(pcs[0]), many[0]);
+    assert!(!crate::alloc::guard::is_entered());
+}
+
+#[test]
+fn demangles_as_backtrace_prints() {
+    assert_eq!(
+        demangle(b"_ZN4core3fmt5write17h0123456789abcdefE"),
+        "core::fmt::write"
+    );
+    assert_eq!(demangle(b"malloc"), "malloc");
+    assert_eq!(demangle(b"a\xffb"), "a\u{fffd}b");
+}
+
+/// Heap bytes in use, process-wide (glibc).
+fn heap_in_use() -> i64 {
+    // SAFETY: `mallinfo2` only reads the allocator's statistics.
+    let m = unsafe { libc::mallinfo2() };
+    (m.uordblks + m.hblkhd) as i64
+}
+
+/// Measurements for the docs and the report, compared with the held-bytes
+/// estimate. The heap numbers are process-wide: run alone,
+/// `cargo test --lib symbolize::tests::measure -- --ignored --nocapture
+/// --test-threads=1`.
+#[test]
+#[ignore = "measurement: run alone, see the doc comment"]
+fn measure() {
+    let pcs = text_addresses(1000);
+    let exe = modules::list()[0].clone();
+    let mib = |b: i64| b as f64 / (1 << 20) as f64;
+
+    // Parsing the executable (context built, no unit parsed yet).
+    let h0 = heap_in_use();
+    let t = Instant::now();
+    let mut obj = Object::load(&exe.path).unwrap();
+    let load = t.elapsed();
+    let h1 = heap_in_use();
+    let base = obj.held_bytes() as i64;
+    println!(
+        "context built: {load:?}, heap {:.2} MiB, estimate {:.2} MiB, mapped {:.1} MiB",
+        mib(h1 - h0),
+        mib(base),
+        mib(obj.mapped_bytes() as i64)
+    );
+    let t = Instant::now();
+    obj.find((pcs[500] - exe.bias) as u64);
+    let one = t.elapsed();
+    let h2 = heap_in_use();
+    println!(
+        "then one address: {one:?}, heap +{:.2} MiB, estimate +{:.2} MiB",
+        mib(h2 - h1),
+        mib(obj.held_bytes() as i64 - base)
+    );
+    let t = Instant::now();
+    for pc in &pcs {
+        obj.find((pc - exe.bias) as u64);
+    }
+    let all = t.elapsed();
+    let h3 = heap_in_use();
+    println!("touched (units, info, line): {:?}", obj.touched());
+    println!(
+        "then 1000 addresses: {all:?}, heap +{:.2} MiB, estimate +{:.2} MiB \
+         (total heap {:.2} MiB, estimate {:.2} MiB)",
+        mib(h3 - h2),
+        mib(obj.held_bytes() as i64 - base),
+        mib(h3 - h0),
+        mib(obj.held_bytes() as i64)
+    );
+    drop(obj);
+    println!("after drop: heap {:+.2} MiB", mib(heap_in_use() - h0));
+
+    // The same through the symbolizer (address cache included).
+    let mut s = Symbolizer::new(DEFAULT_BUDGET);
+    let h0 = heap_in_use();
+    let t = Instant::now();
+    s.resolve_batch(&pcs[500..501]);
+    let first = t.elapsed();
+    let st = s.stats();
+    println!(
+        "symbolizer, first address: {first:?}, held {:.2} MiB (heap {:.2} MiB)",
+        mib(st.held_bytes as i64),
+        mib(heap_in_use() - h0)
+    );
+    let t = Instant::now();
+    s.resolve_batch(&pcs);
+    let batch = t.elapsed();
+    let st = s.stats();
+    println!(
+        "symbolizer, 1000 addresses: {batch:?}, held {:.2} MiB (heap {:.2} MiB); {st:?}",
+        mib(st.held_bytes as i64),
+        mib(heap_in_use() - h0)
+    );
+    let t = Instant::now();
+    s.resolve_batch(&pcs);
+    println!("again, from the cache: {:?}", t.elapsed());
+
+    // backtrace::resolve, for comparison (its own global cache).
+    let h0 = heap_in_use();
+    let t = Instant::now();
+    bt_resolve(pcs[500]);
+    let first = t.elapsed();
+    let h1 = heap_in_use();
+    for pc in &pcs {
+        bt_resolve(*pc);
+    }
+    println!(
+        "backtrace::resolve: first {first:?} heap {:.2} MiB; 1000 addresses {:?} heap {:.2} MiB",
+        mib(h1 - h0),
+        t.elapsed(),
+        mib(heap_in_use() - h0)
+    );
+}
