@@ -79,7 +79,12 @@
 //! cache is dropped if it alone holds more than half the budget, then whole
 //! objects are dropped, least recently used first (the one just used
 //! last), then the address cache. A later address in a dropped object maps
-//! and parses it again. The transient output of a call is not counted.
+//! and parses it again. So the bound holds between addresses; while one
+//! address is being resolved, the object it needs is held whole even if it
+//! alone exceeds the budget (it is dropped right after, and an object that
+//! big is then parsed again for every new address in it: correct, slow,
+//! and visible in [`SymbolizerStats::evictions`]). The transient output of
+//! a call is not counted.
 //!
 //! # Locking, the guard, `fork()`
 //!

@@ -173,6 +173,71 @@ fn unreadable_object_falls_back() {
     assert_eq!((st.load_failures, st.unknown), (1, 1));
 }
 
+/// A copy of the test binary with `damage` applied, as a scratch file.
+fn damaged_copy(tag: &str, damage: impl FnOnce(&mut Vec<u8>)) -> std::path::PathBuf {
+    let mut data = std::fs::read("/proc/self/exe").unwrap();
+    damage(&mut data);
+    let path =
+        std::env::temp_dir().join(format!("leakscope-symbolize-{tag}-{}", std::process::id()));
+    std::fs::write(&path, data).unwrap();
+    path
+}
+
+/// Garbage, a truncated file and corrupt DWARF: no panic, a fallback.
+#[test]
+fn corrupt_objects_fall_back() {
+    use object::read::elf::{FileHeader, SectionHeader};
+    let pcs = text_addresses(50);
+    let garbage = damaged_copy("garbage", |d| {
+        d.truncate(1 << 16);
+        for (i, b) in d.iter_mut().enumerate().skip(64) {
+            *b = (i * 131 % 251) as u8;
+        }
+    });
+    let truncated = damaged_copy("truncated", |d| d.truncate(1 << 16));
+    let bad_dwarf = damaged_copy("dwarf", |d| {
+        let elf = object::elf::FileHeader64::<object::NativeEndian>::parse(&**d).unwrap();
+        let endian = elf.endian().unwrap();
+        let sections = elf.sections(endian, &**d).unwrap();
+        let mut damage = Vec::new();
+        for name in [".debug_info", ".debug_line", ".debug_abbrev"] {
+            let (_, h) = sections.section_by_name(endian, name.as_bytes()).unwrap();
+            let (off, len) = h.file_range(endian).unwrap();
+            damage.push((off as usize, len as usize));
+        }
+        for (off, len) in damage {
+            // Every 7th byte of each section overwritten.
+            for i in (off..off + len).step_by(7) {
+                d[i] ^= 0xa5;
+            }
+        }
+    });
+    for path in [&garbage, &truncated, &bad_dwarf] {
+        let mut s = Symbolizer::new(DEFAULT_BUDGET);
+        s.refresh_modules();
+        let e = s
+            .entries
+            .iter_mut()
+            .find(|e| e.module.contains(pcs[0]))
+            .unwrap();
+        e.module.path = path.clone();
+        let out = s.resolve_batch(&pcs);
+        assert_eq!(out.len(), pcs.len());
+        assert!(out.iter().all(|f| !f.is_empty()));
+        let st = s.stats();
+        if path == &bad_dwarf {
+            // The symbol table is intact: names without (or with wrong)
+            // lines, never a panic.
+            assert_eq!(st.load_failures, 0, "{st:?}");
+        } else {
+            assert_eq!((st.load_failures, st.unknown), (1, 50), "{st:?}");
+        }
+    }
+    for p in [garbage, truncated, bad_dwarf] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 #[test]
 fn stays_under_a_tiny_budget_and_stays_correct() {
     let mut pcs = text_addresses(60);
