@@ -117,20 +117,21 @@ pub(super) struct Object {
 
 /// The estimate of `addr2line`'s parsed state (see `mod.rs`, "Memory").
 /// Measured with glibc's `mallinfo2` around each step on this crate's test
-/// binary (512 units, 17 MiB of `.debug_info`, debug build): what each
-/// input byte costs on the heap once parsed.
+/// binary, debug build (512 units, 17 MiB of `.debug_info`) and release
+/// build (`debug = 1`: 1142 units, 7.6 MiB): what each input byte costs on
+/// the heap once parsed. One linear model does not fit both builds well;
+/// these constants err high on the first and low on the second (see
+/// `mod.rs` for the numbers).
 mod estimate {
     /// Built with the context, for every unit: its abbreviations (measured
-    /// 16.8 heap bytes per `.debug_abbrev` byte), its address ranges from
-    /// `.debug_aranges` (32-byte entries for 16 input bytes), and the rest
-    /// of a `gimli::Unit` (its line program header's directories and
-    /// files: measured about 4.8 KiB a unit).
+    /// 16.8 heap bytes per `.debug_abbrev` byte), its address ranges (from
+    /// the unit's `DW_AT_ranges` list, else `.debug_aranges`: 32-byte
+    /// entries for 16 input bytes, counted over both sections since which
+    /// one a unit uses is not known without parsing it), and the rest of a
+    /// `gimli::Unit` (its line program header's directories and files:
+    /// about 4.8 KiB a unit in the debug build, more in the release one).
     pub(super) fn base(abbrev: usize, aranges: usize, ranges: usize, units: usize) -> usize {
-        // Without `.debug_aranges`, addr2line reads each unit's ranges from
-        // its root DIE: counted as the range lists' size, an overestimate
-        // (the lists also hold functions' and blocks' ranges).
-        let ranges = if aranges > 0 { 2 * aranges } else { ranges };
-        17 * abbrev + ranges + 4800 * units
+        17 * abbrev + 2 * aranges + 2 * ranges + 4800 * units
     }
 
     /// Parsed when an address falls in the unit: its line table (measured

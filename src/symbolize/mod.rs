@@ -54,12 +54,12 @@
 //!   table: from its `.debug_info` length and line program length). The
 //!   constants come from measuring the heap (glibc `mallinfo2`) around each
 //!   step on this crate's test binary; the `measure` test prints estimate
-//!   and measurement side by side. There: context built 10.2 MiB measured
-//!   vs 9.8 estimated, then 1000 addresses over 329 units +16.4 vs +16.0.
-//!   So the estimate is within about 5% on the binary it was fitted on;
-//!   on others expect tens of percent (a release build's DWARF has more
-//!   inlined functions per byte; without `.debug_aranges` the ranges term
-//!   overestimates). Not counted at all: units parsed for an address that
+//!   and measurement side by side. Debug build: context 10.1 MiB measured
+//!   vs 16.2 estimated, after 1000 addresses 27.7 vs 33.6 (+21%). Release
+//!   build (`debug = 1`, line tables only): context 17.1 vs 12.8, after
+//!   1000 addresses 29.7 vs 22.6 (-24%). So expect the estimate within about
+//!   25% of the truth either way, and set the budget with that margin.
+//!   Not counted at all: units parsed for an address that
 //!   none of them turned out to cover, and inlined functions' details
 //!   parsed from units other than the one holding the address (cross-unit
 //!   inlining under LTO).

@@ -240,7 +240,7 @@ fn corrupt_objects_fall_back() {
 
 #[test]
 fn stays_under_a_tiny_budget_and_stays_correct() {
-    let mut pcs = text_addresses(60);
+    let mut pcs = text_addresses(20);
     pcs.push(libc::malloc as *const () as usize);
     pcs.push(libc::free as *const () as usize);
     pcs.extend(this_stack());
