@@ -67,7 +67,7 @@ use std::alloc::System;
 
 mod counters;
 mod fork;
-mod guard;
+pub(crate) mod guard;
 mod heap_snapshot;
 mod path;
 mod sampler;
