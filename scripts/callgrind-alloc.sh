@@ -6,6 +6,9 @@
 # fast path did. Needs valgrind.
 #
 #   scripts/callgrind-alloc.sh
+#   MAX_CHURN_EXTRA=32 scripts/callgrind-alloc.sh   # also fail (exit 1) if the
+#       churn loop's extra instructions per alloc+free exceed 32 (CI's
+#       regression check; 29.0 when it was set)
 #
 # Each workload runs for a few seconds in criterion's --profile-time mode
 # (no analysis); the instructions inside the workload function (inclusive)
@@ -30,9 +33,10 @@ while read -r name bin; do
             "$bin" --bench --profile-time 2 "^$w/$variant\$" >/dev/null 2>&1
     done
 done <<<"$bins"
-python3 - "$out" <<'PY'
-import re, sys
+python3 - "$out" "${MAX_CHURN_EXTRA:-}" <<'PY'
+import math, re, sys
 out = sys.argv[1]
+limit = float(sys.argv[2]) if sys.argv[2] else None
 def measure(path, fn):
     """(inclusive instructions collected, calls to the workload function)."""
     names, total, calls, cur = {}, 0, 0, None
@@ -57,5 +61,11 @@ for w, (fn, ops) in per.items():
     for v in ("system", "tracking"):
         total, calls = measure(f"{out}/alloc_{v}.{w}.out", fn)
         r[v] = total / (calls * ops) if calls else float('nan')
-    print(f"{w:<12} {r['system']:>9.1f} {r['tracking']:>9.1f} {r['tracking'] - r['system']:>7.1f} {r['tracking'] / r['system']:>6.3f}")
+    extra = r['tracking'] - r['system']
+    print(f"{w:<12} {r['system']:>9.1f} {r['tracking']:>9.1f} {extra:>7.1f} {r['tracking'] / r['system']:>6.3f}")
+    if w == "churn_1t" and limit is not None:
+        if math.isnan(extra) or extra > limit:
+            print(f"FAIL: churn extra {extra:.1f} instructions per alloc+free > {limit} (MAX_CHURN_EXTRA)")
+            sys.exit(1)
+        print(f"ok: churn extra {extra:.1f} <= {limit}")
 PY
