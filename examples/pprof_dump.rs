@@ -14,7 +14,7 @@
 //! 1. `build_pool` keeps 4 MiB for the whole run (a pool);
 //! 2. `leak_sessions` keeps 2 MiB, `handle_requests` churns (allocates and
 //!    frees); then the `--base` profile is written;
-//! 3. 20 minutes pass (on leakscope's clock: `clock::advance`, so the example
+//! 3. 20 minutes pass (on leakscope's clock: `testing::advance_clock`, so the example
 //!    runs in a second);
 //! 4. `leak_sessions` keeps 6 MiB more, `fresh_cache` 3 MiB; then `--grown`
 //!    (heap), `--allocs`, `--old` (only memory at least 10 minutes old),

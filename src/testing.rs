@@ -41,9 +41,3 @@ pub fn set_sample_seed(seed: u64) {
 pub fn thread_blocks_high_water() -> usize {
     crate::alloc::thread_blocks_high_water()
 }
-
-/// Threads so far that found every owned stripe of the tracked-object
-/// counters taken and counted on a site's shared stripe instead.
-pub fn stripe_overflows() -> u64 {
-    crate::objects::stripe_overflows()
-}

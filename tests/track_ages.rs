@@ -143,7 +143,7 @@ fn cohorts_conserve_under_racing_threads() {
         kept
     });
     assert!(
-        leakscope::testing::stripe_overflows() >= 1,
+        leakscope::objects::stripe_overflows() >= 1,
         "some on the shared stripe"
     );
     let n_kept: u64 = kept.iter().map(|k| k.len() as u64).sum();
