@@ -44,6 +44,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
 mod builder;
+pub(crate) mod host;
 mod response;
 
 pub use builder::ServerBuilder;
@@ -164,31 +165,55 @@ pub(crate) fn start(
     let std_listener = std::net::TcpListener::bind(addrs)?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .max_blocking_threads(cfg.workers)
-        .thread_name("leakscope-http-worker")
-        .build()?;
-    let listener = {
-        let _g = rt.enter();
-        TcpListener::from_std(std_listener)?
-    };
     let stop = Arc::new(Stop {
         flag: AtomicBool::new(false),
         notify: Notify::new(),
     });
-    let shared = Arc::new(Shared {
-        conns: Arc::new(Semaphore::new(cfg.max_connections)),
-        rejects: Arc::new(Semaphore::new(MAX_REJECTS)),
-        workers: Arc::new(Semaphore::new(cfg.workers)),
-        cfg,
-        handler,
-    });
     let stop2 = stop.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
+    // The runtime is built, run and dropped on the server thread only, never
+    // in the caller's context: the caller may be inside a runtime of its
+    // own, where dropping another runtime (on a failed start) panics.
     let thread = std::thread::Builder::new()
         .name("leakscope-http".into())
         .spawn(move || {
+            let workers = cfg.workers;
+            let setup = (|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .max_blocking_threads(workers)
+                    .thread_name("leakscope-http-worker")
+                    .build()?;
+                let listener = {
+                    let _g = rt.enter();
+                    TcpListener::from_std(std_listener)?
+                };
+                #[cfg(test)]
+                if cfg.fail_after_runtime {
+                    return Err(io::Error::other(
+                        "test hook: failing after the runtime was built",
+                    ));
+                }
+                Ok((rt, listener))
+            })();
+            let (rt, listener) = match setup {
+                Ok(ok) => {
+                    let _ = ready_tx.send(Ok(()));
+                    ok
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let shared = Arc::new(Shared {
+                conns: Arc::new(Semaphore::new(cfg.max_connections)),
+                rejects: Arc::new(Semaphore::new(MAX_REJECTS)),
+                workers: Arc::new(Semaphore::new(cfg.workers)),
+                cfg,
+                handler,
+            });
             rt.block_on(accept_loop(listener, shared.clone(), stop2));
             // Give in-flight connections a grace period, then drop them.
             let max = shared.cfg.max_connections;
@@ -198,13 +223,25 @@ pub(crate) fn start(
             });
             rt.shutdown_timeout(Duration::from_millis(100));
         })?;
-    let thread_id = Some(thread.thread().id());
-    Ok(Server {
-        addr,
-        stop,
-        thread: Some(thread),
-        thread_id,
-    })
+    match ready_rx.recv() {
+        Ok(Ok(())) => {
+            let thread_id = Some(thread.thread().id());
+            Ok(Server {
+                addr,
+                stop,
+                thread: Some(thread),
+                thread_id,
+            })
+        }
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(io::Error::other("the server thread ended while starting"))
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<Stop>) {
@@ -246,31 +283,67 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<Stop>
             let svc_shared = shared.clone();
             // Handlers must finish a little before the connection's deadline
             // so that the client gets a 503 rather than a closed connection.
-            let deadline = tokio::time::Instant::now() + shared.cfg.request_timeout;
-            let handler_deadline = deadline - (shared.cfg.request_timeout / 10);
+            // A timeout too large for the clock means no timeout.
+            let timeout = shared.cfg.request_timeout;
+            let deadline = deadline_after(timeout);
+            let handler_deadline = deadline_after(timeout - timeout / 10);
             let svc = service_fn(move |req| {
                 let s = svc_shared.clone();
                 async move { Ok::<_, Infallible>(respond(req, &s, handler_deadline).await) }
             });
             let mut b = http1::Builder::new();
             b.timer(TokioTimer::new())
-                .header_read_timeout(shared.cfg.header_timeout)
+                .header_read_timeout(
+                    deadline_after(shared.cfg.header_timeout).map(|_| shared.cfg.header_timeout),
+                )
                 .max_buf_size(MAX_HEAD_BYTES)
                 .max_header_size(MAX_HEAD_BYTES)
                 .max_headers(MAX_HEADERS)
                 .keep_alive(false);
             let conn = b.serve_connection(TokioIo::new(stream), svc);
-            let _ = tokio::time::timeout_at(deadline, conn).await;
+            match deadline {
+                Some(d) => {
+                    let _ = tokio::time::timeout_at(d, conn).await;
+                }
+                None => {
+                    let _ = conn.await;
+                }
+            }
         });
     }
 }
 
 type HttpResponse = hyper::Response<Full<Bytes>>;
 
+/// Longest timeout honoured; longer ones (up to `Duration::MAX`) mean none.
+/// A century from now fits any clock's `Instant`, so adding it cannot
+/// overflow (in our code or in hyper's).
+const NO_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// `now + d`, or `None` (no deadline) when `d` is too large to add.
+fn deadline_after(d: Duration) -> Option<tokio::time::Instant> {
+    if d >= NO_TIMEOUT {
+        return None;
+    }
+    tokio::time::Instant::now().checked_add(d)
+}
+
+/// The credentials of an `Authorization: Bearer <token>` header: the scheme
+/// matches case-insensitively (RFC 7235), one or more spaces follow.
+fn bearer(v: &[u8]) -> Option<&[u8]> {
+    let scheme = v.get(..6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || v.get(6) != Some(&b' ') {
+        return None;
+    }
+    let rest = &v[6..];
+    let start = rest.iter().position(|&b| b != b' ')?;
+    Some(&rest[start..])
+}
+
 async fn respond(
     req: hyper::Request<Incoming>,
     s: &Shared,
-    deadline: tokio::time::Instant,
+    deadline: Option<tokio::time::Instant>,
 ) -> HttpResponse {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return to_http(Response::error(405, "only GET and HEAD are served"))
@@ -289,11 +362,26 @@ async fn respond(
     if has_body {
         return http(Response::error(413, "request bodies are not accepted"));
     }
+    if !s.cfg.allow_remote {
+        // DNS rebinding (see `host`): the absolute-form target's authority
+        // stands for `Host` when there is one (RFC 9112, 3.2.2).
+        let host = match req.uri().authority() {
+            Some(a) => Some(a.as_str().as_bytes()),
+            None => req.headers().get(header::HOST).map(HeaderValue::as_bytes),
+        };
+        let ok = host.is_none_or(|h| std::str::from_utf8(h).is_ok_and(host::host_allowed));
+        if !ok {
+            return http(Response::error(
+                403,
+                "Host is not a loopback name or an IP literal (DNS rebinding protection; see ServerBuilder::allow_remote)",
+            ));
+        }
+    }
     if let Some(token) = &s.cfg.bearer_token {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .and_then(|v| bearer(v.as_bytes()))
             .unwrap_or(b"");
         if !ct_eq(given, token.as_bytes()) {
             let r = http(Response::error(401, "missing or wrong bearer token"));
@@ -324,7 +412,11 @@ async fn respond(
             Err(_) => Response::error(500, "internal error in the handler"),
         }
     };
-    match tokio::time::timeout_at(deadline, work).await {
+    let r = match deadline {
+        Some(d) => tokio::time::timeout_at(d, work).await,
+        None => Ok(work.await),
+    };
+    match r {
         Ok(r) => http(r),
         // A handler still running keeps its worker permit until it returns,
         // so abandoned work never exceeds `workers` threads.
@@ -395,7 +487,7 @@ mod tests {
         let mut s = std::net::TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
@@ -443,6 +535,22 @@ mod tests {
         assert!(r.starts_with("HTTP/1.1 503"), "{r}");
         assert!(r.ends_with("busy: request timed out, retry later\n"), "{r}");
         assert!(ask(srv.local_addr(), "/fast").starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn a_failed_start_inside_a_runtime_returns_the_error() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut b = ServerBuilder::new();
+            b.fail_after_runtime = true;
+            let addrs = ["127.0.0.1:0".parse().expect("addr")];
+            let handler: Handler = Arc::new(|_: &str, _: &str| Response::ok(TEXT, "x"));
+            let e = start(&addrs, b, handler).expect_err("the hook fails the start");
+            assert!(e.to_string().contains("test hook"), "{e}");
+        });
     }
 
     #[test]

@@ -23,11 +23,19 @@
 //! - [`serve`] only binds loopback addresses; listening elsewhere takes an
 //!   explicit [`ServerBuilder::allow_remote`], best with a
 //!   [`ServerBuilder::bearer_token`] (`Authorization: Bearer <token>`,
-//!   compared in constant time; `401` otherwise).
+//!   the scheme matched case-insensitively, the token compared in constant
+//!   time; `401` otherwise).
+//! - Against DNS rebinding (a web page on the same machine pointing its own
+//!   name at `127.0.0.1`), a server without `allow_remote` answers only
+//!   requests whose `Host` is `localhost`, a name under `.localhost`, or an
+//!   IP literal (`127.0.0.1`, `[::1]`), each with an optional port; any
+//!   other `Host` gets `403` with a one-line reason. Behind a reverse proxy
+//!   that forwards its own `Host`, use `allow_remote(true)`.
 //! - Request heads are capped at 16 KiB (`431`) and 64 headers, must arrive
 //!   within [`ServerBuilder::header_timeout`] (default 5 s), and each request
 //!   is answered within [`ServerBuilder::request_timeout`] (default 30 s) or
-//!   the connection is closed. Request bodies are refused (`413`); only `GET`
+//!   the connection is closed; a timeout too large for the clock (up to
+//!   `Duration::MAX`) means none. Request bodies are refused (`413`); only `GET`
 //!   and `HEAD` are served (`405`). One request per connection.
 //! - At most [`ServerBuilder::max_connections`] (default 64) connections at
 //!   once; the next one gets an immediate `503`. At most

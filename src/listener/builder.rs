@@ -30,6 +30,9 @@ pub struct ServerBuilder {
     pub(crate) workers: usize,
     pub(crate) header_timeout: Duration,
     pub(crate) request_timeout: Duration,
+    /// Test hook: `start` fails once the runtime is built.
+    #[cfg(test)]
+    pub(crate) fail_after_runtime: bool,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -57,6 +60,8 @@ impl Default for ServerBuilder {
             workers: 2,
             header_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            #[cfg(test)]
+            fail_after_runtime: false,
         }
     }
 }
