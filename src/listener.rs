@@ -9,25 +9,47 @@
 //! the running listener is a [`Server`].
 //!
 //! ```text
-//!  accept ──► slot free? ──no──► "503", close          (connection cap)
-//!               │yes
+//!  accept ──► slot free? ──yes──────────────────────────────┐
+//!               │no (at max_connections)                     │
+//!               ▼                                            │
+//!  wait ≤ 500 ms (≤ 32 waiting, past that: close):           │
+//!    a slot frees, or evict one connection that is           │
+//!    not busy and was admitted ≥ 200 ms ago:                 │
+//!    fresh (sent nothing) first, then in-head, oldest first ─┤
+//!    nothing to evict by then ──► "503", close               │
+//!                                                            ▼
+//!  [fresh] hyper http1: head ≤ 16 KiB, ≤ 64 headers, within header_timeout
+//!  [head]       │ (431 / 400 / close, by hyper)
 //!               ▼
-//!  hyper http1: head ≤ 8 KiB, ≤ 64 headers, within header_timeout
-//!               │ (431 / 400 / close, by hyper)
-//!               ▼
-//!  method, body, token checks (405 / 413 / 401)
+//!  [busy]  method, body, Host, token checks (405 / 413 / 403 / 401)
 //!               │
 //!               ▼
 //!  worker permit (≤ workers) ──► spawn_blocking(handler) ──► response
 //!  └──────────── whole request within request_timeout, else close ───┘
 //! ```
+//!
+//! # Admission
+//!
+//! A slow or idle client must never lock the scrape out. Connections serve
+//! one request each and are *fresh* (nothing sent yet), *in their head*
+//! (part of a request head sent) or *busy* (a request in flight). At the
+//! cap, a new connection takes the slot of a connection that is not busy:
+//! 64 idle connections, or 64 that trickle one byte of a head now and then,
+//! give way to a scrape within the 200 ms grace (which in turn keeps a
+//! connection that has just arrived from being evicted before it could send
+//! its head). Busy connections are never evicted; they are bounded by the
+//! workers, the request timeout and the response byte budget, and when all
+//! slots are busy a new connection gets `503` after waiting 500 ms. An
+//! evicted connection is closed without an answer. Details in
+//! `listener/admission.rs`; [`Server::stats`] counts evictions and
+//! refusals.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::thread::{JoinHandle, ThreadId};
@@ -41,8 +63,9 @@ use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+mod admission;
 mod builder;
 pub(crate) mod host;
 mod response;
@@ -66,6 +89,25 @@ const MAX_HEADERS: usize = 64;
 /// How long shutdown waits for in-flight requests before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// Counters of a running server: what it refused or cut short to stay
+/// within its limits ([`Server::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Connections closed at the connection cap to admit a new one (they
+    /// had sent nothing or only part of a request head).
+    pub evicted: u64,
+    /// Connections turned away at the cap (`503` or closed): every slot
+    /// was busy with a request in flight.
+    pub rejected: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    evicted: AtomicU64,
+    rejected: AtomicU64,
+}
+
 struct Stop {
     flag: AtomicBool,
     notify: Notify,
@@ -77,6 +119,7 @@ struct Stop {
 #[must_use = "the server shuts down when this handle is dropped"]
 pub struct Server {
     addr: SocketAddr,
+    stats: Arc<Counters>,
     stop: Arc<Stop>,
     thread: Option<JoinHandle<()>>,
     thread_id: Option<ThreadId>,
@@ -103,6 +146,14 @@ impl Server {
     /// when this returns.
     pub fn shutdown(mut self) {
         self.stop_and_join();
+    }
+
+    /// What the server refused or cut short so far (see [`ServerStats`]).
+    pub fn stats(&self) -> ServerStats {
+        ServerStats {
+            evicted: self.stats.evicted.load(Ordering::Relaxed),
+            rejected: self.stats.rejected.load(Ordering::Relaxed),
+        }
     }
 
     /// Leaves the server running for the rest of the process.
@@ -133,6 +184,8 @@ impl Drop for Server {
 struct Shared {
     cfg: ServerBuilder,
     handler: Handler,
+    stats: Arc<Counters>,
+    slots: Arc<admission::Slots>,
     conns: Arc<Semaphore>,
     rejects: Arc<Semaphore>,
     workers: Arc<Semaphore>,
@@ -144,7 +197,7 @@ const MAX_REJECTS: usize = 32;
 /// Writes a `503` and drains what the client sent (so closing does not
 /// reset the connection before the client reads the answer), all within
 /// one second.
-async fn reject(mut stream: tokio::net::TcpStream, _permit: tokio::sync::OwnedSemaphorePermit) {
+async fn reject(mut stream: tokio::net::TcpStream, _permit: OwnedSemaphorePermit) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const MSG: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\ncontent-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n";
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -170,6 +223,8 @@ pub(crate) fn start(
         notify: Notify::new(),
     });
     let stop2 = stop.clone();
+    let stats = Arc::new(Counters::default());
+    let stats2 = stats.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
     // The runtime is built, run and dropped on the server thread only, never
     // in the caller's context: the caller may be inside a runtime of its
@@ -208,6 +263,8 @@ pub(crate) fn start(
                 }
             };
             let shared = Arc::new(Shared {
+                stats: stats2,
+                slots: Arc::default(),
                 conns: Arc::new(Semaphore::new(cfg.max_connections)),
                 rejects: Arc::new(Semaphore::new(MAX_REJECTS)),
                 workers: Arc::new(Semaphore::new(cfg.workers)),
@@ -228,6 +285,7 @@ pub(crate) fn start(
             let thread_id = Some(thread.thread().id());
             Ok(Server {
                 addr,
+                stats,
                 stop,
                 thread: Some(thread),
                 thread_id,
@@ -266,51 +324,121 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<Stop>
             }
         };
         let _ = stream.set_nodelay(true);
-        let permit = match shared.conns.clone().try_acquire_owned() {
-            Ok(p) => p,
+        match shared.conns.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(serve_conn(stream, permit, shared.clone()));
+            }
             Err(_) => {
-                // Over the connection cap: answer 503 from a bounded set of
+                // At the connection cap: wait for a slot (evicting a
+                // connection that is not busy) from a bounded set of
                 // short-lived tasks; past that, just close.
                 if let Ok(p) = shared.rejects.clone().try_acquire_owned() {
-                    tokio::spawn(reject(stream, p));
-                }
-                continue;
-            }
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let svc_shared = shared.clone();
-            // Handlers must finish a little before the connection's deadline
-            // so that the client gets a 503 rather than a closed connection.
-            // A timeout too large for the clock means no timeout.
-            let timeout = shared.cfg.request_timeout;
-            let deadline = deadline_after(timeout);
-            let handler_deadline = deadline_after(timeout - timeout / 10);
-            let svc = service_fn(move |req| {
-                let s = svc_shared.clone();
-                async move { Ok::<_, Infallible>(respond(req, &s, handler_deadline).await) }
-            });
-            let mut b = http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(
-                    deadline_after(shared.cfg.header_timeout).map(|_| shared.cfg.header_timeout),
-                )
-                .max_buf_size(MAX_HEAD_BYTES)
-                .max_header_size(MAX_HEAD_BYTES)
-                .max_headers(MAX_HEADERS)
-                .keep_alive(false);
-            let conn = b.serve_connection(TokioIo::new(stream), svc);
-            match deadline {
-                Some(d) => {
-                    let _ = tokio::time::timeout_at(d, conn).await;
-                }
-                None => {
-                    let _ = conn.await;
+                    tokio::spawn(admit_at_cap(stream, p, shared.clone()));
+                } else {
+                    shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        });
+        }
     }
+}
+
+/// A connection that arrived at the cap: takes a slot freed or evicted
+/// within [`admission::ADMIT_WAIT`], else gets its `503`.
+async fn admit_at_cap(
+    stream: tokio::net::TcpStream,
+    waiting: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+) {
+    let deadline = tokio::time::Instant::now() + admission::ADMIT_WAIT;
+    loop {
+        if let Ok(permit) = shared.conns.clone().try_acquire_owned() {
+            drop(waiting);
+            return serve_conn(stream, permit, shared).await;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return reject(stream, waiting).await;
+        }
+        let wake = match shared.slots.evict_one(now) {
+            admission::Evict::Evicted => {
+                shared.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                // The slot comes back when that connection's task ends;
+                // look again soon should another waiter take it first.
+                now + Duration::from_millis(50)
+            }
+            admission::Evict::NotBefore(at) => at,
+            admission::Evict::Nothing => deadline,
+        };
+        let wake = wake.min(deadline);
+        if let Ok(Ok(permit)) =
+            tokio::time::timeout_at(wake, shared.conns.clone().acquire_owned()).await
+        {
+            drop(waiting);
+            return serve_conn(stream, permit, shared).await;
+        }
+    }
+}
+
+/// Serves one admitted connection (one request) until it is done, timed
+/// out or evicted.
+async fn serve_conn(
+    stream: tokio::net::TcpStream,
+    permit: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+) {
+    let _permit = permit;
+    let reg = shared.slots.register();
+    let slot = reg.slot.clone();
+    let svc_shared = shared.clone();
+    // Handlers must finish a little before the connection's deadline
+    // so that the client gets a 503 rather than a closed connection.
+    // A timeout too large for the clock means no timeout.
+    let timeout = shared.cfg.request_timeout;
+    let deadline = deadline_after(timeout);
+    let handler_deadline = deadline_after(timeout - timeout / 10);
+    let svc_slot = slot.clone();
+    let svc = service_fn(move |req| {
+        let s = svc_shared.clone();
+        svc_slot.busy();
+        async move { Ok::<_, Infallible>(respond(req, &s, handler_deadline).await) }
+    });
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(
+            deadline_after(shared.cfg.header_timeout).map(|_| shared.cfg.header_timeout),
+        )
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(false);
+    let io = admission::Watched {
+        inner: stream,
+        slot: slot.clone(),
+    };
+    let conn = b.serve_connection(TokioIo::new(io), svc);
+    let conn = async {
+        match deadline {
+            Some(d) => {
+                let _ = tokio::time::timeout_at(d, conn).await;
+            }
+            None => {
+                let _ = conn.await;
+            }
+        }
+    };
+    // Whichever comes first: the connection ends, or it is evicted (then
+    // dropping it closes the socket).
+    let mut conn = pin!(conn);
+    let mut evicted = pin!(slot.evicted());
+    std::future::poll_fn(|cx| {
+        if conn.as_mut().poll(cx).is_ready() || evicted.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    })
+    .await;
+    drop(reg);
 }
 
 type HttpResponse = hyper::Response<Full<Bytes>>;
@@ -551,6 +679,55 @@ mod tests {
             let e = start(&addrs, b, handler).expect_err("the hook fails the start");
             assert!(e.to_string().contains("test hook"), "{e}");
         });
+    }
+
+    #[test]
+    fn busy_connections_are_never_evicted_the_next_one_gets_503() {
+        use std::sync::atomic::AtomicUsize;
+        let release = Arc::new(AtomicBool::new(false));
+        let entered = Arc::new(AtomicUsize::new(0));
+        let (r, e) = (release.clone(), entered.clone());
+        let handler: Handler = Arc::new(move |_: &str, _: &str| {
+            e.fetch_add(1, Ordering::SeqCst);
+            // Bounded: at most 10 s.
+            for _ in 0..1000 {
+                if r.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Response::ok(TEXT, "done")
+        });
+        let addrs = ["127.0.0.1:0".parse().expect("addr")];
+        let b = ServerBuilder::new().workers(2).max_connections(2);
+        let srv = start(&addrs, b, handler).expect("start");
+        let addr = srv.local_addr();
+        // Two requests in flight, both in the handler.
+        let busy: Vec<_> = (0..2)
+            .map(|_| std::thread::spawn(move || ask(addr, "/")))
+            .collect();
+        let t = std::time::Instant::now();
+        while entered.load(Ordering::SeqCst) < 2 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "requests did not arrive"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(
+            2 * admission::GRACE.as_millis() as u64,
+        ));
+        let r = ask(addr, "/");
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(r.ends_with("too many connections\n"), "{r}");
+        assert_eq!(srv.stats().rejected, 1);
+        assert_eq!(srv.stats().evicted, 0);
+        release.store(true, Ordering::SeqCst);
+        for c in busy {
+            let r = c.join().expect("client");
+            assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        }
+        assert!(ask(addr, "/").starts_with("HTTP/1.1 200"));
     }
 
     #[test]

@@ -38,7 +38,11 @@
 //!   `Duration::MAX`) means none. Request bodies are refused (`413`); only `GET`
 //!   and `HEAD` are served (`405`). One request per connection.
 //! - At most [`ServerBuilder::max_connections`] (default 64) connections at
-//!   once; the next one gets an immediate `503`. At most
+//!   once. At the cap, a connection that has sent nothing or only part of a
+//!   request head (and is older than 200 ms) is closed to admit the new one,
+//!   so idle and trickling clients never lock Prometheus out; when every
+//!   connection has a request in flight, the new one gets a `503` after
+//!   waiting up to 500 ms for a slot. At most
 //!   [`ServerBuilder::workers`] (default 2) handlers run at once, on their
 //!   own threads, so a flood of scrapes costs the application at most that
 //!   many cores.
@@ -77,7 +81,7 @@ mod index;
 mod query;
 mod routes;
 
-pub use crate::listener::{Response, Server, ServerBuilder};
+pub use crate::listener::{Response, Server, ServerBuilder, ServerStats};
 pub use index::index;
 pub use query::{parse_duration, Query, QueryError};
 pub use routes::{heap_svg, leaks, leaks_json, metrics, pprof_allocs, pprof_heap, route};
@@ -110,5 +114,15 @@ impl ServerBuilder {
     /// otherwise.
     pub fn serve(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
         self.serve_with(addr, std::sync::Arc::new(route))
+    }
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (not part of the API).
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Whether a loopback-only server accepts this `Host` value (the DNS
+    /// rebinding check).
+    pub fn host_allowed(host: &str) -> bool {
+        crate::listener::host::host_allowed(host)
     }
 }

@@ -237,7 +237,7 @@ fn slow_clients_do_not_block_others_and_are_cut_off() {
 }
 
 #[test]
-fn connections_past_the_cap_get_503_then_service_resumes() {
+fn stalled_connections_at_the_cap_are_evicted_oldest_first() {
     let app = App::start();
     let (_s, addr) = server(
         ServerBuilder::new()
@@ -245,8 +245,10 @@ fn connections_past_the_cap_get_503_then_service_resumes() {
             .request_timeout(Duration::from_secs(30))
             .max_connections(8),
     );
-    let held: Vec<TcpStream> = (0..8).map(|_| stall(addr)).collect();
+    let mut held: Vec<TcpStream> = (0..8).map(|_| stall(addr)).collect();
     std::thread::sleep(Duration::from_millis(100));
+    // At the cap, the new request evicts the oldest stalled connection
+    // instead of being turned away.
     let resp = raw(
         addr,
         b"GET /debug/leaks HTTP/1.1\r\nHost: localhost\r\n\r\n",
@@ -254,27 +256,120 @@ fn connections_past_the_cap_get_503_then_service_resumes() {
     );
     assert_eq!(
         status_of(&resp),
-        Some(503),
+        Some(200),
         "{}",
         String::from_utf8_lossy(&resp)
     );
-    assert_eq!(body_of(&resp), "too many connections\n");
+    // The first one was closed (end of stream or reset, no answer).
+    let first = &mut held[0];
+    first.set_read_timeout(Some(T)).unwrap();
+    let mut buf = Vec::new();
+    let t = Instant::now();
+    let _ = first.read_to_end(&mut buf);
+    assert!(
+        t.elapsed() < T,
+        "the oldest stalled connection is still open"
+    );
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
     app.assert_alive();
-    drop(held);
-    // Slots come back as the server notices the closed connections.
-    let deadline = Instant::now() + T;
-    loop {
-        let resp = raw(
-            addr,
-            b"GET /debug/leaks HTTP/1.1\r\nHost: localhost\r\n\r\n",
-            T,
+    assert_serves(addr);
+}
+
+/// Reads what the server sends on an idle connection within `wait`:
+/// `true` if it closed it.
+fn closed_within(mut s: &TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 64];
+    !matches!(s.read(&mut buf), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
+#[test]
+fn sixty_four_idle_connections_do_not_lock_out_the_scrape() {
+    let app = App::start();
+    // Long timeouts: the scrape must not be waiting for the idle
+    // connections to time out.
+    let (srv, addr) = server(
+        ServerBuilder::new()
+            .header_timeout(Duration::from_secs(30))
+            .request_timeout(Duration::from_secs(30)),
+    );
+    let idle: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    for round in 0..3 {
+        let t = Instant::now();
+        let r = get(addr, "/metrics");
+        let took = t.elapsed();
+        eprintln!(
+            "scrape {round} with 64 idle connections: {} in {took:?}",
+            r.status
         );
-        if status_of(&resp) == Some(200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "service did not resume");
-        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(took < Duration::from_secs(2), "scrape took {took:?}");
     }
+    // One eviction made room (each later scrape took the slot the one
+    // before it freed): the oldest connection's.
+    assert!(closed_within(&idle[0], T), "the oldest connection is open");
+    let stats = srv.stats();
+    assert!(stats.evicted >= 1, "{stats:?}");
+    app.assert_alive();
+}
+
+#[test]
+fn trickling_connections_at_the_cap_do_not_lock_out_the_scrape() {
+    let app = App::start();
+    let (srv, addr) = server(
+        ServerBuilder::new()
+            .header_timeout(Duration::from_secs(30))
+            .request_timeout(Duration::from_secs(30)),
+    );
+    // 64 connections that each send a byte of a request head now and then:
+    // not idle, never done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let conns: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    for c in &conns {
+        c.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+    }
+    let writers: Vec<TcpStream> = conns.iter().map(|c| c.try_clone().unwrap()).collect();
+    let s2 = stop.clone();
+    let trickler = std::thread::spawn(move || {
+        let head = b"GET /debug/leaks HTTP/1.1\r\nHost: localhost\r\nX-Trickle: ";
+        let mut writers = writers;
+        // Bounded: at most 5 s of trickling.
+        for i in 0..50 {
+            if s2.load(Ordering::Relaxed) {
+                break;
+            }
+            for w in &mut writers {
+                let _ = w.write_all(&[head.get(i).copied().unwrap_or(b'a')]);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for round in 0..3 {
+        let t = Instant::now();
+        let r = get(addr, "/metrics");
+        let took = t.elapsed();
+        eprintln!(
+            "scrape {round} with 64 trickling connections: {} in {took:?}",
+            r.status
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(took < Duration::from_secs(2), "scrape took {took:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    trickler.join().unwrap();
+    // One eviction made room (each later scrape took the slot the one
+    // before it freed): the oldest connection's.
+    assert!(closed_within(&conns[0], T), "the oldest connection is open");
+    let stats = srv.stats();
+    assert!(stats.evicted >= 1, "{stats:?}");
+    app.assert_alive();
+    assert_serves(addr);
 }
 
 #[test]

@@ -89,7 +89,10 @@ impl ServerBuilder {
         self
     }
 
-    /// Most connections open at once (at least 1); the next one gets `503`.
+    /// Most connections open at once (at least 1). At the cap, a connection
+    /// without a request in flight (nothing or part of a head sent, for at
+    /// least 200 ms) is closed to admit the next one; if every connection
+    /// has a request in flight, the next one gets `503`.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
@@ -102,13 +105,16 @@ impl ServerBuilder {
     }
 
     /// How long a client may take to send its request head (at least 1 ms).
+    /// A duration too large for the clock (e.g. `Duration::MAX`) means no
+    /// timeout.
     pub fn header_timeout(mut self, d: Duration) -> Self {
         self.header_timeout = d.max(Duration::from_millis(1));
         self
     }
 
     /// How long a whole request may take, head to last byte of the response
-    /// (at least 1 ms); the connection is closed after that.
+    /// (at least 1 ms); the connection is closed after that. A duration too
+    /// large for the clock (e.g. `Duration::MAX`) means no timeout.
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.request_timeout = d.max(Duration::from_millis(1));
         self
