@@ -24,7 +24,13 @@
 //!  [busy]  method, body, Host, token checks (405 / 413 / 403 / 401)
 //!               │
 //!               ▼
-//!  worker permit (≤ workers) ──► spawn_blocking(handler) ──► response
+//!  worker permit (≤ workers) ──► spawn_blocking(handler) ──► body
+//!               │
+//!               ▼
+//!  body ≤ 256 KiB, or fits the response byte budget? ──no──► 503 + Retry-After
+//!               │yes (charged until its last byte is written)
+//!               ▼
+//!  write response, close
 //!  └──────────── whole request within request_timeout, else close ───┘
 //! ```
 //!
@@ -43,6 +49,20 @@
 //! evicted connection is closed without an answer. Details in
 //! `listener/admission.rs`; [`Server::stats`] counts evictions and
 //! refusals.
+//!
+//! # Byte budget
+//!
+//! Handlers return whole bodies; a client that never reads would keep its
+//! body in the process until the request timeout. Bodies rendered and not
+//! yet written are charged against [`ServerBuilder::response_budget`]
+//! (default 64 MiB) until their last byte reaches the socket; one that does
+//! not fit is freed at once and answered `503` with `Retry-After`
+//! (counted). Bodies up to 256 KiB are never refused (a scrape is not
+//! refused because of others' large responses), and a body larger than the
+//! whole budget is served when nothing else is held. So unsent responses
+//! hold at most the budget plus one body plus `max_connections` x 256 KiB;
+//! rendering adds at most `workers` bodies being built. Details in
+//! `listener/budget.rs`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -66,6 +86,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 mod admission;
+mod budget;
 mod builder;
 pub(crate) mod host;
 mod response;
@@ -100,12 +121,20 @@ pub struct ServerStats {
     /// Connections turned away at the cap (`503` or closed): every slot
     /// was busy with a request in flight.
     pub rejected: u64,
+    /// Responses refused with `503` because the bodies already waiting for
+    /// their clients were at the response byte budget
+    /// ([`ServerBuilder::response_budget`]).
+    pub over_budget: u64,
+    /// Bytes of response bodies held now, rendered and not yet written to
+    /// their clients (charged against the budget).
+    pub held_bytes: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     evicted: AtomicU64,
     rejected: AtomicU64,
+    over_budget: AtomicU64,
 }
 
 struct Stop {
@@ -120,6 +149,7 @@ struct Stop {
 pub struct Server {
     addr: SocketAddr,
     stats: Arc<Counters>,
+    budget: Arc<budget::Budget>,
     stop: Arc<Stop>,
     thread: Option<JoinHandle<()>>,
     thread_id: Option<ThreadId>,
@@ -153,6 +183,8 @@ impl Server {
         ServerStats {
             evicted: self.stats.evicted.load(Ordering::Relaxed),
             rejected: self.stats.rejected.load(Ordering::Relaxed),
+            over_budget: self.stats.over_budget.load(Ordering::Relaxed),
+            held_bytes: self.budget.held(),
         }
     }
 
@@ -185,6 +217,7 @@ struct Shared {
     cfg: ServerBuilder,
     handler: Handler,
     stats: Arc<Counters>,
+    budget: Arc<budget::Budget>,
     slots: Arc<admission::Slots>,
     conns: Arc<Semaphore>,
     rejects: Arc<Semaphore>,
@@ -225,6 +258,8 @@ pub(crate) fn start(
     let stop2 = stop.clone();
     let stats = Arc::new(Counters::default());
     let stats2 = stats.clone();
+    let budget = Arc::new(budget::Budget::new(cfg.response_budget));
+    let budget2 = budget.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
     // The runtime is built, run and dropped on the server thread only, never
     // in the caller's context: the caller may be inside a runtime of its
@@ -264,6 +299,7 @@ pub(crate) fn start(
             };
             let shared = Arc::new(Shared {
                 stats: stats2,
+                budget: budget2,
                 slots: Arc::default(),
                 conns: Arc::new(Semaphore::new(cfg.max_connections)),
                 rejects: Arc::new(Semaphore::new(MAX_REJECTS)),
@@ -286,6 +322,7 @@ pub(crate) fn start(
             Ok(Server {
                 addr,
                 stats,
+                budget,
                 stop,
                 thread: Some(thread),
                 thread_id,
@@ -545,7 +582,22 @@ async fn respond(
         None => Ok(work.await),
     };
     match r {
-        Ok(r) => http(r),
+        Ok(mut r) => match s.budget.charge(std::mem::take(&mut r.body)) {
+            Ok(body) => {
+                let status = r.status;
+                to_http_body(r, body).unwrap_or_else(|| fallback(status))
+            }
+            Err(_) => {
+                // Freed here, not held for a client that may never read.
+                s.stats.over_budget.fetch_add(1, Ordering::Relaxed);
+                let r = Response::error(
+                    503,
+                    "busy: responses waiting for their clients are at the byte budget, retry later",
+                )
+                .with_header("retry-after", "2");
+                http(r)
+            }
+        },
         // A handler still running keeps its worker permit until it returns,
         // so abandoned work never exceeds `workers` threads.
         Err(_) => http(Response::error(503, "busy: request timed out, retry later")),
@@ -565,7 +617,13 @@ fn http(r: Response) -> HttpResponse {
     to_http(r).unwrap_or_else(|| fallback(status))
 }
 
-fn to_http(r: Response) -> Option<HttpResponse> {
+fn to_http(mut r: Response) -> Option<HttpResponse> {
+    let body = Bytes::from(std::mem::take(&mut r.body));
+    to_http_body(r, body)
+}
+
+/// `r` with `body` in place of its own (taken out of it).
+fn to_http_body(r: Response, body: Bytes) -> Option<HttpResponse> {
     let mut b = hyper::Response::builder()
         .status(StatusCode::from_u16(r.status).ok()?)
         .header(header::CONTENT_TYPE, r.content_type)
@@ -574,7 +632,7 @@ fn to_http(r: Response) -> Option<HttpResponse> {
     for (k, v) in r.headers {
         b = b.header(k, v);
     }
-    b.body(Full::new(Bytes::from(r.body))).ok()
+    b.body(Full::new(body)).ok()
 }
 
 /// A response that cannot fail to build (used if a handler's headers are

@@ -46,6 +46,10 @@
 //!   [`ServerBuilder::workers`] (default 2) handlers run at once, on their
 //!   own threads, so a flood of scrapes costs the application at most that
 //!   many cores.
+//! - Response bodies waiting for slow or non-reading clients hold at most
+//!   [`ServerBuilder::response_budget`] (default 64 MiB) together; past it,
+//!   `503` with `Retry-After` (bodies up to 256 KiB, like `/metrics`, are
+//!   never refused). [`Server::stats`] counts evictions and refusals.
 //! - I/O runs on one background thread (`leakscope-http`, a single-threaded
 //!   tokio runtime owned by the server, separate from any runtime of the
 //!   application): a slow or broken client holds a connection slot until its
