@@ -111,7 +111,7 @@ fn non_reading_clients_of_the_heaviest_route_are_bounded() {
     let budget = std::env::var("BUDGET_MIB").map_or(16, |v| v.parse().unwrap()) * MIB;
     let srv = ServerBuilder::new()
         .response_budget(budget as usize)
-        .request_timeout(Duration::from_secs(120))
+        .request_timeout(Duration::from_secs(300))
         .serve("127.0.0.1:0")
         .expect("serve");
     let addr = srv.local_addr();
@@ -157,14 +157,15 @@ fn non_reading_clients_of_the_heaviest_route_are_bounded() {
         })
         .collect();
     // Until every request was answered (served within the budget, or
-    // refused past it), at most 60 s.
+    // refused past it), at most 300 s (64 renders of ~8 MiB on 2 workers
+    // take 30-100 s on a loaded 2-core machine).
     loop {
         let st = srv.stats();
         let held = st.held_bytes / body.max(1);
         if st.over_budget + held >= 64 {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(120), "stuck: {st:?}");
+        assert!(t.elapsed() < Duration::from_secs(300), "stuck: {st:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(200));
