@@ -9,25 +9,67 @@
 //! the running listener is a [`Server`].
 //!
 //! ```text
-//!  accept ──► slot free? ──no──► "503", close          (connection cap)
-//!               │yes
+//!  accept ──► slot free? ──yes──────────────────────────────┐
+//!               │no (at max_connections)                     │
+//!               ▼                                            │
+//!  wait ≤ 500 ms (≤ 32 waiting, past that: close):           │
+//!    a slot frees, or evict one connection that is           │
+//!    not busy and was admitted ≥ 200 ms ago:                 │
+//!    fresh (sent nothing) first, then in-head, oldest first ─┤
+//!    nothing to evict by then ──► "503", close               │
+//!                                                            ▼
+//!  [fresh] hyper http1: head ≤ 16 KiB, ≤ 64 headers, within header_timeout
+//!  [head]       │ (431 / 400 / close, by hyper)
 //!               ▼
-//!  hyper http1: head ≤ 8 KiB, ≤ 64 headers, within header_timeout
-//!               │ (431 / 400 / close, by hyper)
-//!               ▼
-//!  method, body, token checks (405 / 413 / 401)
+//!  [busy]  method, body, Host, token checks (405 / 413 / 403 / 401)
 //!               │
 //!               ▼
-//!  worker permit (≤ workers) ──► spawn_blocking(handler) ──► response
+//!  worker permit (≤ workers) ──► spawn_blocking(handler) ──► body
+//!               │
+//!               ▼
+//!  body ≤ 256 KiB, or fits the response byte budget? ──no──► 503 + Retry-After
+//!               │yes (charged until its last byte is written)
+//!               ▼
+//!  write response, close
 //!  └──────────── whole request within request_timeout, else close ───┘
 //! ```
+//!
+//! # Admission
+//!
+//! A slow or idle client must never lock the scrape out. Connections serve
+//! one request each and are *fresh* (nothing sent yet), *in their head*
+//! (part of a request head sent) or *busy* (a request in flight). At the
+//! cap, a new connection takes the slot of a connection that is not busy:
+//! 64 idle connections, or 64 that trickle one byte of a head now and then,
+//! give way to a scrape within the 200 ms grace (which in turn keeps a
+//! connection that has just arrived from being evicted before it could send
+//! its head). Busy connections are never evicted; they are bounded by the
+//! workers, the request timeout and the response byte budget, and when all
+//! slots are busy a new connection gets `503` after waiting 500 ms. An
+//! evicted connection is closed without an answer. Details in
+//! `listener/admission.rs`; [`Server::stats`] counts evictions and
+//! refusals.
+//!
+//! # Byte budget
+//!
+//! Handlers return whole bodies; a client that never reads would keep its
+//! body in the process until the request timeout. Bodies rendered and not
+//! yet written are charged against [`ServerBuilder::response_budget`]
+//! (default 64 MiB) until their last byte reaches the socket; one that does
+//! not fit is freed at once and answered `503` with `Retry-After`
+//! (counted). Bodies up to 256 KiB are never refused (a scrape is not
+//! refused because of others' large responses), and a body larger than the
+//! whole budget is served when nothing else is held. So unsent responses
+//! hold at most the budget plus one body plus `max_connections` x 256 KiB;
+//! rendering adds at most `workers` bodies being built. Details in
+//! `listener/budget.rs`.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::thread::{JoinHandle, ThreadId};
@@ -41,9 +83,12 @@ use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+mod admission;
+mod budget;
 mod builder;
+pub(crate) mod host;
 mod response;
 
 pub use builder::ServerBuilder;
@@ -65,6 +110,33 @@ const MAX_HEADERS: usize = 64;
 /// How long shutdown waits for in-flight requests before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// Counters of a running server: what it refused or cut short to stay
+/// within its limits ([`Server::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Connections closed at the connection cap to admit a new one (they
+    /// had sent nothing or only part of a request head).
+    pub evicted: u64,
+    /// Connections turned away at the cap (`503` or closed): every slot
+    /// was busy with a request in flight.
+    pub rejected: u64,
+    /// Responses refused with `503` because the bodies already waiting for
+    /// their clients were at the response byte budget
+    /// ([`ServerBuilder::response_budget`]).
+    pub over_budget: u64,
+    /// Bytes of response bodies held now, rendered and not yet written to
+    /// their clients (charged against the budget).
+    pub held_bytes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    evicted: AtomicU64,
+    rejected: AtomicU64,
+    over_budget: AtomicU64,
+}
+
 struct Stop {
     flag: AtomicBool,
     notify: Notify,
@@ -76,6 +148,8 @@ struct Stop {
 #[must_use = "the server shuts down when this handle is dropped"]
 pub struct Server {
     addr: SocketAddr,
+    stats: Arc<Counters>,
+    budget: Arc<budget::Budget>,
     stop: Arc<Stop>,
     thread: Option<JoinHandle<()>>,
     thread_id: Option<ThreadId>,
@@ -102,6 +176,16 @@ impl Server {
     /// when this returns.
     pub fn shutdown(mut self) {
         self.stop_and_join();
+    }
+
+    /// What the server refused or cut short so far (see [`ServerStats`]).
+    pub fn stats(&self) -> ServerStats {
+        ServerStats {
+            evicted: self.stats.evicted.load(Ordering::Relaxed),
+            rejected: self.stats.rejected.load(Ordering::Relaxed),
+            over_budget: self.stats.over_budget.load(Ordering::Relaxed),
+            held_bytes: self.budget.held(),
+        }
     }
 
     /// Leaves the server running for the rest of the process.
@@ -132,6 +216,9 @@ impl Drop for Server {
 struct Shared {
     cfg: ServerBuilder,
     handler: Handler,
+    stats: Arc<Counters>,
+    budget: Arc<budget::Budget>,
+    slots: Arc<admission::Slots>,
     conns: Arc<Semaphore>,
     rejects: Arc<Semaphore>,
     workers: Arc<Semaphore>,
@@ -143,7 +230,7 @@ const MAX_REJECTS: usize = 32;
 /// Writes a `503` and drains what the client sent (so closing does not
 /// reset the connection before the client reads the answer), all within
 /// one second.
-async fn reject(mut stream: tokio::net::TcpStream, _permit: tokio::sync::OwnedSemaphorePermit) {
+async fn reject(mut stream: tokio::net::TcpStream, _permit: OwnedSemaphorePermit) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const MSG: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\ncontent-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n";
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -164,31 +251,62 @@ pub(crate) fn start(
     let std_listener = std::net::TcpListener::bind(addrs)?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .max_blocking_threads(cfg.workers)
-        .thread_name("leakscope-http-worker")
-        .build()?;
-    let listener = {
-        let _g = rt.enter();
-        TcpListener::from_std(std_listener)?
-    };
     let stop = Arc::new(Stop {
         flag: AtomicBool::new(false),
         notify: Notify::new(),
     });
-    let shared = Arc::new(Shared {
-        conns: Arc::new(Semaphore::new(cfg.max_connections)),
-        rejects: Arc::new(Semaphore::new(MAX_REJECTS)),
-        workers: Arc::new(Semaphore::new(cfg.workers)),
-        cfg,
-        handler,
-    });
     let stop2 = stop.clone();
+    let stats = Arc::new(Counters::default());
+    let stats2 = stats.clone();
+    let budget = Arc::new(budget::Budget::new(cfg.response_budget));
+    let budget2 = budget.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
+    // The runtime is built, run and dropped on the server thread only, never
+    // in the caller's context: the caller may be inside a runtime of its
+    // own, where dropping another runtime (on a failed start) panics.
     let thread = std::thread::Builder::new()
         .name("leakscope-http".into())
         .spawn(move || {
+            let workers = cfg.workers;
+            let setup = (|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .max_blocking_threads(workers)
+                    .thread_name("leakscope-http-worker")
+                    .build()?;
+                let listener = {
+                    let _g = rt.enter();
+                    TcpListener::from_std(std_listener)?
+                };
+                #[cfg(test)]
+                if cfg.fail_after_runtime {
+                    return Err(io::Error::other(
+                        "test hook: failing after the runtime was built",
+                    ));
+                }
+                Ok((rt, listener))
+            })();
+            let (rt, listener) = match setup {
+                Ok(ok) => {
+                    let _ = ready_tx.send(Ok(()));
+                    ok
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let shared = Arc::new(Shared {
+                stats: stats2,
+                budget: budget2,
+                slots: Arc::default(),
+                conns: Arc::new(Semaphore::new(cfg.max_connections)),
+                rejects: Arc::new(Semaphore::new(MAX_REJECTS)),
+                workers: Arc::new(Semaphore::new(cfg.workers)),
+                cfg,
+                handler,
+            });
             rt.block_on(accept_loop(listener, shared.clone(), stop2));
             // Give in-flight connections a grace period, then drop them.
             let max = shared.cfg.max_connections;
@@ -198,13 +316,27 @@ pub(crate) fn start(
             });
             rt.shutdown_timeout(Duration::from_millis(100));
         })?;
-    let thread_id = Some(thread.thread().id());
-    Ok(Server {
-        addr,
-        stop,
-        thread: Some(thread),
-        thread_id,
-    })
+    match ready_rx.recv() {
+        Ok(Ok(())) => {
+            let thread_id = Some(thread.thread().id());
+            Ok(Server {
+                addr,
+                stats,
+                budget,
+                stop,
+                thread: Some(thread),
+                thread_id,
+            })
+        }
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(io::Error::other("the server thread ended while starting"))
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<Stop>) {
@@ -229,48 +361,154 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<Stop>
             }
         };
         let _ = stream.set_nodelay(true);
-        let permit = match shared.conns.clone().try_acquire_owned() {
-            Ok(p) => p,
+        match shared.conns.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(serve_conn(stream, permit, shared.clone()));
+            }
             Err(_) => {
-                // Over the connection cap: answer 503 from a bounded set of
+                // At the connection cap: wait for a slot (evicting a
+                // connection that is not busy) from a bounded set of
                 // short-lived tasks; past that, just close.
                 if let Ok(p) = shared.rejects.clone().try_acquire_owned() {
-                    tokio::spawn(reject(stream, p));
+                    tokio::spawn(admit_at_cap(stream, p, shared.clone()));
+                } else {
+                    shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 }
-                continue;
             }
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let svc_shared = shared.clone();
-            // Handlers must finish a little before the connection's deadline
-            // so that the client gets a 503 rather than a closed connection.
-            let deadline = tokio::time::Instant::now() + shared.cfg.request_timeout;
-            let handler_deadline = deadline - (shared.cfg.request_timeout / 10);
-            let svc = service_fn(move |req| {
-                let s = svc_shared.clone();
-                async move { Ok::<_, Infallible>(respond(req, &s, handler_deadline).await) }
-            });
-            let mut b = http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(shared.cfg.header_timeout)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .max_header_size(MAX_HEAD_BYTES)
-                .max_headers(MAX_HEADERS)
-                .keep_alive(false);
-            let conn = b.serve_connection(TokioIo::new(stream), svc);
-            let _ = tokio::time::timeout_at(deadline, conn).await;
-        });
+        }
     }
+}
+
+/// A connection that arrived at the cap: takes a slot freed or evicted
+/// within [`admission::ADMIT_WAIT`], else gets its `503`.
+async fn admit_at_cap(
+    stream: tokio::net::TcpStream,
+    waiting: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+) {
+    let deadline = tokio::time::Instant::now() + admission::ADMIT_WAIT;
+    loop {
+        if let Ok(permit) = shared.conns.clone().try_acquire_owned() {
+            drop(waiting);
+            return serve_conn(stream, permit, shared).await;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return reject(stream, waiting).await;
+        }
+        let wake = match shared.slots.evict_one(now) {
+            admission::Evict::Evicted => {
+                shared.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                // The slot comes back when that connection's task ends;
+                // look again soon should another waiter take it first.
+                now + Duration::from_millis(50)
+            }
+            admission::Evict::NotBefore(at) => at,
+            admission::Evict::Nothing => deadline,
+        };
+        let wake = wake.min(deadline);
+        if let Ok(Ok(permit)) =
+            tokio::time::timeout_at(wake, shared.conns.clone().acquire_owned()).await
+        {
+            drop(waiting);
+            return serve_conn(stream, permit, shared).await;
+        }
+    }
+}
+
+/// Serves one admitted connection (one request) until it is done, timed
+/// out or evicted.
+async fn serve_conn(
+    stream: tokio::net::TcpStream,
+    permit: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+) {
+    let _permit = permit;
+    let reg = shared.slots.register();
+    let slot = reg.slot.clone();
+    let svc_shared = shared.clone();
+    // Handlers must finish a little before the connection's deadline
+    // so that the client gets a 503 rather than a closed connection.
+    // A timeout too large for the clock means no timeout.
+    let timeout = shared.cfg.request_timeout;
+    let deadline = deadline_after(timeout);
+    let handler_deadline = deadline_after(timeout - timeout / 10);
+    let svc_slot = slot.clone();
+    let svc = service_fn(move |req| {
+        let s = svc_shared.clone();
+        svc_slot.busy();
+        async move { Ok::<_, Infallible>(respond(req, &s, handler_deadline).await) }
+    });
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(
+            deadline_after(shared.cfg.header_timeout).map(|_| shared.cfg.header_timeout),
+        )
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(false);
+    let io = admission::Watched {
+        inner: stream,
+        slot: slot.clone(),
+    };
+    let conn = b.serve_connection(TokioIo::new(io), svc);
+    let conn = async {
+        match deadline {
+            Some(d) => {
+                let _ = tokio::time::timeout_at(d, conn).await;
+            }
+            None => {
+                let _ = conn.await;
+            }
+        }
+    };
+    // Whichever comes first: the connection ends, or it is evicted (then
+    // dropping it closes the socket).
+    let mut conn = pin!(conn);
+    let mut evicted = pin!(slot.evicted());
+    std::future::poll_fn(|cx| {
+        if conn.as_mut().poll(cx).is_ready() || evicted.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    })
+    .await;
+    drop(reg);
 }
 
 type HttpResponse = hyper::Response<Full<Bytes>>;
 
+/// Longest timeout honoured; longer ones (up to `Duration::MAX`) mean none.
+/// A century from now fits any clock's `Instant`, so adding it cannot
+/// overflow (in our code or in hyper's).
+const NO_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// `now + d`, or `None` (no deadline) when `d` is too large to add.
+fn deadline_after(d: Duration) -> Option<tokio::time::Instant> {
+    if d >= NO_TIMEOUT {
+        return None;
+    }
+    tokio::time::Instant::now().checked_add(d)
+}
+
+/// The credentials of an `Authorization: Bearer <token>` header: the scheme
+/// matches case-insensitively (RFC 7235), one or more spaces follow.
+fn bearer(v: &[u8]) -> Option<&[u8]> {
+    let scheme = v.get(..6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || v.get(6) != Some(&b' ') {
+        return None;
+    }
+    let rest = &v[6..];
+    let start = rest.iter().position(|&b| b != b' ')?;
+    Some(&rest[start..])
+}
+
 async fn respond(
     req: hyper::Request<Incoming>,
     s: &Shared,
-    deadline: tokio::time::Instant,
+    deadline: Option<tokio::time::Instant>,
 ) -> HttpResponse {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return to_http(Response::error(405, "only GET and HEAD are served"))
@@ -289,11 +527,26 @@ async fn respond(
     if has_body {
         return http(Response::error(413, "request bodies are not accepted"));
     }
+    if !s.cfg.allow_remote {
+        // DNS rebinding (see `host`): the absolute-form target's authority
+        // stands for `Host` when there is one (RFC 9112, 3.2.2).
+        let host = match req.uri().authority() {
+            Some(a) => Some(a.as_str().as_bytes()),
+            None => req.headers().get(header::HOST).map(HeaderValue::as_bytes),
+        };
+        let ok = host.is_none_or(|h| std::str::from_utf8(h).is_ok_and(host::host_allowed));
+        if !ok {
+            return http(Response::error(
+                403,
+                "Host is not a loopback name or an IP literal (DNS rebinding protection; see ServerBuilder::allow_remote)",
+            ));
+        }
+    }
     if let Some(token) = &s.cfg.bearer_token {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .and_then(|v| bearer(v.as_bytes()))
             .unwrap_or(b"");
         if !ct_eq(given, token.as_bytes()) {
             let r = http(Response::error(401, "missing or wrong bearer token"));
@@ -324,8 +577,27 @@ async fn respond(
             Err(_) => Response::error(500, "internal error in the handler"),
         }
     };
-    match tokio::time::timeout_at(deadline, work).await {
-        Ok(r) => http(r),
+    let r = match deadline {
+        Some(d) => tokio::time::timeout_at(d, work).await,
+        None => Ok(work.await),
+    };
+    match r {
+        Ok(mut r) => match s.budget.charge(std::mem::take(&mut r.body)) {
+            Ok(body) => {
+                let status = r.status;
+                to_http_body(r, body).unwrap_or_else(|| fallback(status))
+            }
+            Err(_) => {
+                // Freed here, not held for a client that may never read.
+                s.stats.over_budget.fetch_add(1, Ordering::Relaxed);
+                let r = Response::error(
+                    503,
+                    "busy: responses waiting for their clients are at the byte budget, retry later",
+                )
+                .with_header("retry-after", "2");
+                http(r)
+            }
+        },
         // A handler still running keeps its worker permit until it returns,
         // so abandoned work never exceeds `workers` threads.
         Err(_) => http(Response::error(503, "busy: request timed out, retry later")),
@@ -345,7 +617,13 @@ fn http(r: Response) -> HttpResponse {
     to_http(r).unwrap_or_else(|| fallback(status))
 }
 
-fn to_http(r: Response) -> Option<HttpResponse> {
+fn to_http(mut r: Response) -> Option<HttpResponse> {
+    let body = Bytes::from(std::mem::take(&mut r.body));
+    to_http_body(r, body)
+}
+
+/// `r` with `body` in place of its own (taken out of it).
+fn to_http_body(r: Response, body: Bytes) -> Option<HttpResponse> {
     let mut b = hyper::Response::builder()
         .status(StatusCode::from_u16(r.status).ok()?)
         .header(header::CONTENT_TYPE, r.content_type)
@@ -354,7 +632,7 @@ fn to_http(r: Response) -> Option<HttpResponse> {
     for (k, v) in r.headers {
         b = b.header(k, v);
     }
-    b.body(Full::new(Bytes::from(r.body))).ok()
+    b.body(Full::new(body)).ok()
 }
 
 /// A response that cannot fail to build (used if a handler's headers are
@@ -395,7 +673,7 @@ mod tests {
         let mut s = std::net::TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
@@ -443,6 +721,71 @@ mod tests {
         assert!(r.starts_with("HTTP/1.1 503"), "{r}");
         assert!(r.ends_with("busy: request timed out, retry later\n"), "{r}");
         assert!(ask(srv.local_addr(), "/fast").starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn a_failed_start_inside_a_runtime_returns_the_error() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut b = ServerBuilder::new();
+            b.fail_after_runtime = true;
+            let addrs = ["127.0.0.1:0".parse().expect("addr")];
+            let handler: Handler = Arc::new(|_: &str, _: &str| Response::ok(TEXT, "x"));
+            let e = start(&addrs, b, handler).expect_err("the hook fails the start");
+            assert!(e.to_string().contains("test hook"), "{e}");
+        });
+    }
+
+    #[test]
+    fn busy_connections_are_never_evicted_the_next_one_gets_503() {
+        use std::sync::atomic::AtomicUsize;
+        let release = Arc::new(AtomicBool::new(false));
+        let entered = Arc::new(AtomicUsize::new(0));
+        let (r, e) = (release.clone(), entered.clone());
+        let handler: Handler = Arc::new(move |_: &str, _: &str| {
+            e.fetch_add(1, Ordering::SeqCst);
+            // Bounded: at most 10 s.
+            for _ in 0..1000 {
+                if r.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Response::ok(TEXT, "done")
+        });
+        let addrs = ["127.0.0.1:0".parse().expect("addr")];
+        let b = ServerBuilder::new().workers(2).max_connections(2);
+        let srv = start(&addrs, b, handler).expect("start");
+        let addr = srv.local_addr();
+        // Two requests in flight, both in the handler.
+        let busy: Vec<_> = (0..2)
+            .map(|_| std::thread::spawn(move || ask(addr, "/")))
+            .collect();
+        let t = std::time::Instant::now();
+        while entered.load(Ordering::SeqCst) < 2 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "requests did not arrive"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(
+            2 * admission::GRACE.as_millis() as u64,
+        ));
+        let r = ask(addr, "/");
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(r.ends_with("too many connections\n"), "{r}");
+        assert_eq!(srv.stats().rejected, 1);
+        assert_eq!(srv.stats().evicted, 0);
+        release.store(true, Ordering::SeqCst);
+        for c in busy {
+            let r = c.join().expect("client");
+            assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        }
+        assert!(ask(addr, "/").starts_with("HTTP/1.1 200"));
     }
 
     #[test]

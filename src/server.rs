@@ -23,17 +23,33 @@
 //! - [`serve`] only binds loopback addresses; listening elsewhere takes an
 //!   explicit [`ServerBuilder::allow_remote`], best with a
 //!   [`ServerBuilder::bearer_token`] (`Authorization: Bearer <token>`,
-//!   compared in constant time; `401` otherwise).
+//!   the scheme matched case-insensitively, the token compared in constant
+//!   time; `401` otherwise).
+//! - Against DNS rebinding (a web page on the same machine pointing its own
+//!   name at `127.0.0.1`), a server without `allow_remote` answers only
+//!   requests whose `Host` is `localhost`, a name under `.localhost`, or an
+//!   IP literal (`127.0.0.1`, `[::1]`), each with an optional port; any
+//!   other `Host` gets `403` with a one-line reason. Behind a reverse proxy
+//!   that forwards its own `Host`, use `allow_remote(true)`.
 //! - Request heads are capped at 16 KiB (`431`) and 64 headers, must arrive
 //!   within [`ServerBuilder::header_timeout`] (default 5 s), and each request
 //!   is answered within [`ServerBuilder::request_timeout`] (default 30 s) or
-//!   the connection is closed. Request bodies are refused (`413`); only `GET`
+//!   the connection is closed; a timeout too large for the clock (up to
+//!   `Duration::MAX`) means none. Request bodies are refused (`413`); only `GET`
 //!   and `HEAD` are served (`405`). One request per connection.
 //! - At most [`ServerBuilder::max_connections`] (default 64) connections at
-//!   once; the next one gets an immediate `503`. At most
+//!   once. At the cap, a connection that has sent nothing or only part of a
+//!   request head (and is older than 200 ms) is closed to admit the new one,
+//!   so idle and trickling clients never lock Prometheus out; when every
+//!   connection has a request in flight, the new one gets a `503` after
+//!   waiting up to 500 ms for a slot. At most
 //!   [`ServerBuilder::workers`] (default 2) handlers run at once, on their
 //!   own threads, so a flood of scrapes costs the application at most that
 //!   many cores.
+//! - Response bodies waiting for slow or non-reading clients hold at most
+//!   [`ServerBuilder::response_budget`] (default 64 MiB) together; past it,
+//!   `503` with `Retry-After` (bodies up to 256 KiB, like `/metrics`, are
+//!   never refused). [`Server::stats`] counts evictions and refusals.
 //! - I/O runs on one background thread (`leakscope-http`, a single-threaded
 //!   tokio runtime owned by the server, separate from any runtime of the
 //!   application): a slow or broken client holds a connection slot until its
@@ -69,7 +85,7 @@ mod index;
 mod query;
 mod routes;
 
-pub use crate::listener::{Response, Server, ServerBuilder};
+pub use crate::listener::{Response, Server, ServerBuilder, ServerStats};
 pub use index::index;
 pub use query::{parse_duration, Query, QueryError};
 pub use routes::{heap_svg, leaks, leaks_json, metrics, pprof_allocs, pprof_heap, route};
@@ -102,5 +118,15 @@ impl ServerBuilder {
     /// otherwise.
     pub fn serve(self, addr: impl ToSocketAddrs) -> io::Result<Server> {
         self.serve_with(addr, std::sync::Arc::new(route))
+    }
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (not part of the API).
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Whether a loopback-only server accepts this `Host` value (the DNS
+    /// rebinding check).
+    pub fn host_allowed(host: &str) -> bool {
+        crate::listener::host::host_allowed(host)
     }
 }

@@ -86,7 +86,7 @@ const T: Duration = Duration::from_secs(10);
 fn oversized_head_gets_431() {
     let app = App::start();
     let (_s, addr) = server(quick());
-    let mut req = b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    let mut req = b"GET /debug/leaks HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
     req.extend(std::iter::repeat_n(b'a', 64 * 1024));
     req.extend(b"\r\n\r\n");
     let resp = raw(addr, &req, T);
@@ -104,7 +104,7 @@ fn oversized_head_gets_431() {
 fn too_many_headers_are_refused() {
     let app = App::start();
     let (_s, addr) = server(quick());
-    let mut req = b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\n".to_vec();
+    let mut req = b"GET /debug/leaks HTTP/1.1\r\nHost: localhost\r\n".to_vec();
     for i in 0..200 {
         req.extend(format!("X-H{i}: v\r\n").as_bytes());
     }
@@ -128,7 +128,7 @@ fn ten_kb_of_garbage_query_gets_400_with_a_reason() {
         .map(|i| (b'a' + (i % 26) as u8) as char)
         .collect();
     for route in ["/debug/leaks", "/debug/pprof/heap", "/metrics"] {
-        let req = format!("GET {route}?{garbage} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let req = format!("GET {route}?{garbage} HTTP/1.1\r\nHost: localhost\r\n\r\n");
         let resp = raw(addr, req.as_bytes(), T);
         assert_eq!(status_of(&resp), Some(400), "{route}");
         let body = body_of(&resp);
@@ -145,7 +145,7 @@ fn ten_kb_of_garbage_query_gets_400_with_a_reason() {
     ] {
         let resp = raw(
             addr,
-            format!("GET /debug/leaks?{q} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+            format!("GET /debug/leaks?{q} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
             T,
         );
         assert_eq!(status_of(&resp), Some(400), "{q}");
@@ -185,13 +185,13 @@ fn request_bodies_get_413() {
     let (_s, addr) = server(quick());
     let resp = raw(
         addr,
-        b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\nabc",
+        b"GET /debug/leaks HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000000\r\n\r\nabc",
         T,
     );
     assert_eq!(status_of(&resp), Some(413));
     let resp = raw(
         addr,
-        b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        b"GET /debug/leaks HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
         T,
     );
     assert_eq!(status_of(&resp), Some(413));
@@ -202,7 +202,7 @@ fn request_bodies_get_413() {
 /// Opens a connection that sends half a request head and stalls.
 fn stall(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.write_all(b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\nX-Slow:")
+    s.write_all(b"GET /debug/leaks HTTP/1.1\r\nHost: localhost\r\nX-Slow:")
         .expect("write");
     s
 }
@@ -237,7 +237,7 @@ fn slow_clients_do_not_block_others_and_are_cut_off() {
 }
 
 #[test]
-fn connections_past_the_cap_get_503_then_service_resumes() {
+fn stalled_connections_at_the_cap_are_evicted_oldest_first() {
     let app = App::start();
     let (_s, addr) = server(
         ServerBuilder::new()
@@ -245,28 +245,131 @@ fn connections_past_the_cap_get_503_then_service_resumes() {
             .request_timeout(Duration::from_secs(30))
             .max_connections(8),
     );
-    let held: Vec<TcpStream> = (0..8).map(|_| stall(addr)).collect();
+    let mut held: Vec<TcpStream> = (0..8).map(|_| stall(addr)).collect();
     std::thread::sleep(Duration::from_millis(100));
-    let resp = raw(addr, b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\n\r\n", T);
+    // At the cap, the new request evicts the oldest stalled connection
+    // instead of being turned away.
+    let resp = raw(
+        addr,
+        b"GET /debug/leaks HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        T,
+    );
     assert_eq!(
         status_of(&resp),
-        Some(503),
+        Some(200),
         "{}",
         String::from_utf8_lossy(&resp)
     );
-    assert_eq!(body_of(&resp), "too many connections\n");
+    // The first one was closed (end of stream or reset, no answer).
+    let first = &mut held[0];
+    first.set_read_timeout(Some(T)).unwrap();
+    let mut buf = Vec::new();
+    let t = Instant::now();
+    let _ = first.read_to_end(&mut buf);
+    assert!(
+        t.elapsed() < T,
+        "the oldest stalled connection is still open"
+    );
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
     app.assert_alive();
-    drop(held);
-    // Slots come back as the server notices the closed connections.
-    let deadline = Instant::now() + T;
-    loop {
-        let resp = raw(addr, b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\n\r\n", T);
-        if status_of(&resp) == Some(200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "service did not resume");
-        std::thread::sleep(Duration::from_millis(50));
+    assert_serves(addr);
+}
+
+/// Reads what the server sends on an idle connection within `wait`:
+/// `true` if it closed it.
+fn closed_within(mut s: &TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 64];
+    !matches!(s.read(&mut buf), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
+#[test]
+fn sixty_four_idle_connections_do_not_lock_out_the_scrape() {
+    let app = App::start();
+    // Long timeouts: the scrape must not be waiting for the idle
+    // connections to time out.
+    let (srv, addr) = server(
+        ServerBuilder::new()
+            .header_timeout(Duration::from_secs(30))
+            .request_timeout(Duration::from_secs(30)),
+    );
+    let idle: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    for round in 0..3 {
+        let t = Instant::now();
+        let r = get(addr, "/metrics");
+        let took = t.elapsed();
+        eprintln!(
+            "scrape {round} with 64 idle connections: {} in {took:?}",
+            r.status
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(took < Duration::from_secs(2), "scrape took {took:?}");
     }
+    // One eviction made room (each later scrape took the slot the one
+    // before it freed): the oldest connection's.
+    assert!(closed_within(&idle[0], T), "the oldest connection is open");
+    let stats = srv.stats();
+    assert!(stats.evicted >= 1, "{stats:?}");
+    app.assert_alive();
+}
+
+#[test]
+fn trickling_connections_at_the_cap_do_not_lock_out_the_scrape() {
+    let app = App::start();
+    let (srv, addr) = server(
+        ServerBuilder::new()
+            .header_timeout(Duration::from_secs(30))
+            .request_timeout(Duration::from_secs(30)),
+    );
+    // 64 connections that each send a byte of a request head now and then:
+    // not idle, never done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let conns: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(addr).expect("connect"))
+        .collect();
+    for c in &conns {
+        c.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+    }
+    let writers: Vec<TcpStream> = conns.iter().map(|c| c.try_clone().unwrap()).collect();
+    let s2 = stop.clone();
+    let trickler = std::thread::spawn(move || {
+        let head = b"GET /debug/leaks HTTP/1.1\r\nHost: localhost\r\nX-Trickle: ";
+        let mut writers = writers;
+        // Bounded: at most 5 s of trickling.
+        for i in 0..50 {
+            if s2.load(Ordering::Relaxed) {
+                break;
+            }
+            for w in &mut writers {
+                let _ = w.write_all(&[head.get(i).copied().unwrap_or(b'a')]);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for round in 0..3 {
+        let t = Instant::now();
+        let r = get(addr, "/metrics");
+        let took = t.elapsed();
+        eprintln!(
+            "scrape {round} with 64 trickling connections: {} in {took:?}",
+            r.status
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(took < Duration::from_secs(2), "scrape took {took:?}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    trickler.join().unwrap();
+    // One eviction made room (each later scrape took the slot the one
+    // before it freed): the oldest connection's.
+    assert!(closed_within(&conns[0], T), "the oldest connection is open");
+    let stats = srv.stats();
+    assert!(stats.evicted >= 1, "{stats:?}");
+    app.assert_alive();
+    assert_serves(addr);
 }
 
 #[test]
@@ -278,7 +381,7 @@ fn a_flood_of_connections_is_bounded_and_survived() {
             std::thread::spawn(move || {
                 raw(
                     addr,
-                    b"GET /debug/pprof/heap HTTP/1.1\r\nHost: x\r\n\r\n",
+                    b"GET /debug/pprof/heap HTTP/1.1\r\nHost: localhost\r\n\r\n",
                     T,
                 )
             })
@@ -310,7 +413,7 @@ fn clients_that_never_read_are_dropped_after_the_request_timeout() {
     let lazy: Vec<TcpStream> = (0..6)
         .map(|_| {
             let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(b"GET /debug/leaks.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.write_all(b"GET /debug/leaks.json HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 .unwrap();
             s
         })
@@ -322,7 +425,7 @@ fn clients_that_never_read_are_dropped_after_the_request_timeout() {
     let results: Vec<_> = (0..8)
         .map(|_| {
             std::thread::spawn(move || {
-                status_of(&raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", T))
+                status_of(&raw(addr, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", T))
             })
         })
         .collect();
@@ -387,7 +490,7 @@ fn a_trickling_client_is_cut_off_at_the_head_deadline() {
     s.set_write_timeout(Some(T)).unwrap();
     // One byte every 50 ms: each read is quick, the head never completes.
     let start = Instant::now();
-    let head = b"GET /debug/leaks HTTP/1.1\r\nHost: x\r\nX-Trickle: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let head = b"GET /debug/leaks HTTP/1.1\r\nHost: localhost\r\nX-Trickle: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let mut cut_off = false;
     // ~1.2 s of trickling, twice the head timeout.
     for b in head.iter().take(24) {
@@ -426,4 +529,143 @@ fn a_trickling_client_is_cut_off_at_the_head_deadline() {
     assert!(start.elapsed() < Duration::from_secs(4));
     app.assert_alive();
     assert_serves(addr);
+}
+
+/// One raw request with the given extra header lines; the status.
+fn status_with(addr: SocketAddr, path: &str, headers: &str) -> Option<u16> {
+    let req = format!("GET {path} HTTP/1.1\r\n{headers}\r\n");
+    status_of(&raw(addr, req.as_bytes(), T))
+}
+
+#[test]
+fn dns_rebinding_hosts_are_refused_on_loopback() {
+    let app = App::start();
+    let (_s, addr) = server(quick());
+    let port = addr.port();
+    // What a browser sends after DNS rebinding: the attacker's name.
+    for host in [
+        "evil.example".to_string(),
+        format!("evil.example:{port}"),
+        "127.0.0.1.nip.io".into(),
+        "localhost.evil.example".into(),
+        "127.1".into(),
+        "[::1".into(),
+        "[evil]:80".into(),
+        "localhost:http".into(),
+    ] {
+        let req = format!("GET /debug/leaks HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let resp = raw(addr, req.as_bytes(), T);
+        assert_eq!(status_of(&resp), Some(403), "{host}");
+        let body = body_of(&resp);
+        assert_eq!(body.lines().count(), 1, "{body}");
+        assert!(body.contains("Host"), "{body}");
+    }
+    // Loopback names and IP literals, with or without a port.
+    for host in [
+        "localhost".to_string(),
+        "LocalHost".into(),
+        format!("localhost:{port}"),
+        "localhost.".into(),
+        "app.localhost".into(),
+        format!("127.0.0.1:{port}"),
+        "10.1.2.3".into(),
+        "[::1]".into(),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(
+            status_with(addr, "/debug/leaks", &format!("Host: {host}\r\n")),
+            Some(200),
+            "{host}"
+        );
+    }
+    // HTTP/1.0 without a Host header: not a browser, served.
+    let resp = raw(addr, b"GET /debug/leaks HTTP/1.0\r\n\r\n", T);
+    assert!(
+        resp.starts_with(b"HTTP/1.0 200 "),
+        "{}",
+        String::from_utf8_lossy(&resp[..resp.len().min(200)])
+    );
+    app.assert_alive();
+}
+
+#[test]
+fn any_host_is_served_when_remote_access_is_configured() {
+    let (_s, addr) = server(quick().allow_remote(true));
+    assert_eq!(
+        status_with(addr, "/debug/leaks", "Host: debug.internal:6060\r\n"),
+        Some(200)
+    );
+}
+
+#[test]
+fn the_bearer_scheme_matches_case_insensitively() {
+    let (_s, addr) = server(quick().bearer_token("s3cret"));
+    for auth in [
+        "Bearer s3cret",
+        "bearer s3cret",
+        "BEARER s3cret",
+        "bEaReR   s3cret",
+    ] {
+        assert_eq!(
+            status_with(
+                addr,
+                "/debug/leaks",
+                &format!("Host: localhost\r\nAuthorization: {auth}\r\n")
+            ),
+            Some(200),
+            "{auth}"
+        );
+    }
+    for auth in [
+        "Bearer S3CRET",
+        "Basic s3cret",
+        "Bearers3cret",
+        "s3cret",
+        "",
+    ] {
+        assert_eq!(
+            status_with(
+                addr,
+                "/debug/leaks",
+                &format!("Host: localhost\r\nAuthorization: {auth}\r\n")
+            ),
+            Some(401),
+            "{auth}"
+        );
+    }
+}
+
+#[test]
+fn huge_timeouts_mean_no_timeout_not_a_panic() {
+    let app = App::start();
+    let (_s, addr) = server(
+        ServerBuilder::new()
+            .request_timeout(Duration::MAX)
+            .header_timeout(Duration::MAX),
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            status_with(addr, "/debug/leaks", "Host: localhost\r\n"),
+            Some(200)
+        );
+    }
+    app.assert_alive();
+}
+
+#[test]
+fn serve_inside_a_tokio_runtime_returns_its_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = taken.local_addr().expect("addr");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let e = leakscope::server::serve(busy).expect_err("the port is taken");
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+        // And a good start and a shutdown from inside the runtime work too.
+        let s = leakscope::server::serve("127.0.0.1:0").expect("serve");
+        s.shutdown();
+    });
+    drop(taken);
 }

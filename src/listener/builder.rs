@@ -30,6 +30,10 @@ pub struct ServerBuilder {
     pub(crate) workers: usize,
     pub(crate) header_timeout: Duration,
     pub(crate) request_timeout: Duration,
+    pub(crate) response_budget: usize,
+    /// Test hook: `start` fails once the runtime is built.
+    #[cfg(test)]
+    pub(crate) fail_after_runtime: bool,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -44,6 +48,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("workers", &self.workers)
             .field("header_timeout", &self.header_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("response_budget", &self.response_budget)
             .finish()
     }
 }
@@ -57,13 +62,17 @@ impl Default for ServerBuilder {
             workers: 2,
             header_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            response_budget: 64 << 20,
+            #[cfg(test)]
+            fail_after_runtime: false,
         }
     }
 }
 
 impl ServerBuilder {
     /// The defaults: loopback only, no token, 64 connections, 2 workers,
-    /// 5 s to send the request head, 30 s per request.
+    /// 5 s to send the request head, 30 s per request, 64 MiB of responses
+    /// in flight.
     pub fn new() -> Self {
         Self::default()
     }
@@ -84,7 +93,10 @@ impl ServerBuilder {
         self
     }
 
-    /// Most connections open at once (at least 1); the next one gets `503`.
+    /// Most connections open at once (at least 1). At the cap, a connection
+    /// without a request in flight (nothing or part of a head sent, for at
+    /// least 200 ms) is closed to admit the next one; if every connection
+    /// has a request in flight, the next one gets `503`.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
@@ -97,15 +109,30 @@ impl ServerBuilder {
     }
 
     /// How long a client may take to send its request head (at least 1 ms).
+    /// A duration too large for the clock (e.g. `Duration::MAX`) means no
+    /// timeout.
     pub fn header_timeout(mut self, d: Duration) -> Self {
         self.header_timeout = d.max(Duration::from_millis(1));
         self
     }
 
     /// How long a whole request may take, head to last byte of the response
-    /// (at least 1 ms); the connection is closed after that.
+    /// (at least 1 ms); the connection is closed after that. A duration too
+    /// large for the clock (e.g. `Duration::MAX`) means no timeout.
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.request_timeout = d.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Most bytes of response bodies held in the process at once, rendered
+    /// but not yet written to their clients (default 64 MiB). A response
+    /// that would go over gets `503` with `Retry-After` instead (counted in
+    /// [`ServerStats::over_budget`](super::ServerStats::over_budget)).
+    /// Bodies up to 256 KiB (`/metrics`, errors) are never refused, and a
+    /// body larger than the whole budget is served when nothing else is
+    /// held.
+    pub fn response_budget(mut self, bytes: usize) -> Self {
+        self.response_budget = bytes;
         self
     }
 

@@ -31,6 +31,12 @@ pub(crate) const ROUTES: [(&str, RouteHandler); 7] = [
 ///
 /// `query` is the raw query string without the `?` (may be empty).
 ///
+/// Statuses: `200`; `400` with a one-line reason for a bad query (every
+/// route but `/`, which ignores its query); `404` for an unknown path;
+/// `500` should a rendering fail, `501` for the flame graph without the
+/// `flamegraph` feature. It never panics on any path or query (fuzzed:
+/// `fuzz/fuzz_targets/route.rs`).
+///
 /// # Examples
 ///
 /// ```
