@@ -63,6 +63,18 @@
 //! hold at most the budget plus one body plus `max_connections` x 256 KiB;
 //! rendering adds at most `workers` bodies being built. Details in
 //! `listener/budget.rs`.
+//!
+//! # Whose memory
+//!
+//! The server thread holds leakscope's re-entrancy guard for its whole
+//! body, and its blocking workers hold it for their whole life, so what a
+//! scrape allocates (the runtime, connection buffers, snapshots, rendered
+//! bodies) is booked as leakscope's metadata and never moves the
+//! application's `live_bytes` or `peak_live_bytes`. A block crosses sides
+//! only once per server: the configuration and handler the application
+//! built (a few hundred bytes) are freed by the server thread at shutdown,
+//! as metadata. An application that mounts the handlers in its own server
+//! renders on its own threads, into its own memory.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -267,6 +279,11 @@ pub(crate) fn start(
     let thread = std::thread::Builder::new()
         .name("leakscope-http".into())
         .spawn(move || {
+            // Everything the server thread and its workers allocate (the
+            // runtime, connections, snapshots, rendered bodies) is
+            // leakscope's memory, never the application's: see the module
+            // doc's "Whose memory" section.
+            let _leakscope_thread = crate::alloc::guard::Guard::enter();
             let workers = cfg.workers;
             let setup = (|| {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -274,6 +291,7 @@ pub(crate) fn start(
                     .enable_time()
                     .max_blocking_threads(workers)
                     .thread_name("leakscope-http-worker")
+                    .on_thread_start(crate::alloc::guard::enter_for_thread)
                     .build()?;
                 let listener = {
                     let _g = rt.enter();

@@ -179,6 +179,15 @@ impl Drop for Guard {
     }
 }
 
+/// Marks the calling thread as leakscope's own for the rest of its life
+/// (the debug server's worker threads): everything it allocates and frees
+/// is leakscope's metadata. For a thread whose body leakscope runs, prefer
+/// a [`Guard`] held for the body, so what the spawning thread allocated and
+/// moved in is freed as it was allocated.
+pub(crate) fn enter_for_thread() {
+    core::mem::forget(Guard::enter());
+}
+
 /// Whether this thread is inside leakscope.
 #[inline]
 pub(crate) fn is_entered() -> bool {
