@@ -60,13 +60,18 @@ fn snapshot_for(q: &Query) -> Snapshot {
 }
 
 /// `/metrics`: every leakscope metric in the Prometheus text format.
+///
+/// Read from maintained state, not a full snapshot (see
+/// `crate::alloc::heap_metrics`): no walk of the live samples, no
+/// symbolization of known stacks; the work is leakscope's memory, only the
+/// body the caller's.
 pub fn metrics(query: &str) -> Response {
     if let Err(r) = parse(query) {
         return r;
     }
     Response::ok(
         crate::prometheus::CONTENT_TYPE,
-        crate::prometheus::render(&crate::snapshot()),
+        crate::prometheus::render_metrics(&crate::prometheus::Limits::default()),
     )
 }
 
@@ -95,12 +100,21 @@ fn profile(query: &str, allocs: bool) -> Response {
     if let Some(a) = q.min_age {
         opts = opts.min_age(a);
     }
-    let snap = snapshot_for(&q);
+    // The snapshot and the encoding are leakscope's memory; only the body
+    // is the caller's.
+    let body = crate::alloc::as_metadata(|| {
+        let snap = snapshot_for(&q);
+        if q.debug {
+            crate::pprof::text(&snap, &opts).into_bytes()
+        } else {
+            crate::pprof::profile(&snap, &opts)
+        }
+    });
     if q.debug {
-        return Response::ok(TEXT, crate::pprof::text(&snap, &opts));
+        return Response::ok(TEXT, body);
     }
     let name = if allocs { "allocs" } else { "heap" };
-    Response::ok(OCTET_STREAM, crate::pprof::profile(&snap, &opts)).with_header(
+    Response::ok(OCTET_STREAM, body).with_header(
         "content-disposition",
         format!("attachment; filename=\"{name}\""),
     )
