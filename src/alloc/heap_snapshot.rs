@@ -35,6 +35,7 @@
 
 use core::sync::atomic::Ordering;
 use core::time::Duration;
+use std::collections::HashMap;
 
 use super::counters::{self, META_LIVE};
 use super::guard::Guard;
@@ -125,8 +126,9 @@ pub(crate) fn heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot
 /// The heap part of a snapshot as `/metrics` needs it, from maintained
 /// state (see the module docs): the exact totals, and one site per stack
 /// with its first frame (the labels), its live objects, bytes and samples
-/// and its allocated objects and bytes. Sites are in no particular order;
-/// their other fields (ages, lifetimes) are empty.
+/// and its allocated objects and bytes, stacks with the same first frame
+/// merged into one site. Sites are in no particular order; their other
+/// fields (ages, lifetimes) are empty.
 pub(crate) fn heap_metrics() -> HeapSnapshot {
     as_metadata(build_heap_metrics)
 }
@@ -188,31 +190,58 @@ fn build_heap_metrics() -> HeapSnapshot {
         stack::symbolize_pending(&pending);
     }
     drop(pending);
+    // One site per distinct first frame (the labels): stacks sharing it
+    // are summed here, as the exporter would sum them, so it formats each
+    // label once (a `site` label costs a `getcwd`) rather than per stack.
+    // Each stack's estimates are rounded before summing, as in a full
+    // snapshot, so the text is the same.
     let mut heap = totals(&stats);
     heap.sites.reserve_exact(rows.len());
+    let mut by_frame: HashMap<&'static Frame, usize> = HashMap::with_capacity(rows.len());
     for row in &rows {
         let agg = &row.agg;
         if agg.alloc_objects == 0.0 && agg.live.samples == 0 {
             continue;
         }
-        let frames = if row.id == OVERFLOW_STACK {
-            overflow_frames()
-        } else {
-            match stack::first_frame(row.id) {
-                Some(f) => f.to_vec(),
-                None => vec![stack::placeholder(row.hash)],
-            }
-        };
-        heap.sites.push(HeapSite {
-            frames,
+        let site = HeapSite {
             live_bytes: round(agg.live.bytes()),
             live_objects: round(agg.live.objects()),
             allocated_bytes: round(agg.alloc_bytes),
             allocated_objects: round(agg.alloc_objects),
             live_samples: agg.live.samples,
             ..HeapSite::default()
-        });
+        };
+        let first = (row.id != OVERFLOW_STACK)
+            .then(|| stack::first_frame(row.id))
+            .flatten();
+        match first {
+            Some([f]) => {
+                if let Some(&k) = by_frame.get(f) {
+                    let into = &mut heap.sites[k];
+                    into.live_bytes += site.live_bytes;
+                    into.live_objects += site.live_objects;
+                    into.allocated_bytes += site.allocated_bytes;
+                    into.allocated_objects += site.allocated_objects;
+                    into.live_samples += site.live_samples;
+                } else {
+                    by_frame.insert(f, heap.sites.len());
+                    heap.sites.push(HeapSite {
+                        frames: vec![f.clone()],
+                        ..site
+                    });
+                }
+            }
+            first => {
+                let frames = match first {
+                    Some(f) => f.to_vec(),
+                    None if row.id == OVERFLOW_STACK => overflow_frames(),
+                    None => vec![stack::placeholder(row.hash)],
+                };
+                heap.sites.push(HeapSite { frames, ..site });
+            }
+        }
     }
+    drop(by_frame);
     heap
 }
 
