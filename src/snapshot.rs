@@ -356,6 +356,7 @@ pub(crate) enum HeapDetail {
     /// samples, no symbolization of known stacks
     /// (`crate::alloc::heap_metrics`). What the Prometheus families read;
     /// they render the same text from it as from a full snapshot.
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     Metrics,
 }
 
@@ -374,6 +375,7 @@ impl SnapshotOptions {
 
     /// The options of the light snapshot `/metrics` renders from (see
     /// [`HeapDetail::Metrics`]).
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     pub(crate) fn metrics() -> Self {
         SnapshotOptions {
             min_age: None,
@@ -384,6 +386,7 @@ impl SnapshotOptions {
 
 /// The light snapshot the Prometheus families need (see
 /// [`HeapDetail::Metrics`]).
+#[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
 pub(crate) fn metrics_snapshot() -> Snapshot {
     snapshot_with(&SnapshotOptions::metrics())
 }

@@ -78,8 +78,10 @@ mod unwind;
 
 pub use self::sampler::{sample_rate, set_sample_rate, DEFAULT_SAMPLE_RATE};
 
+#[cfg(feature = "prometheus")]
+pub(crate) use self::heap_snapshot::as_metadata;
 pub(crate) use self::heap_snapshot::{
-    as_metadata, heap_metrics, heap_snapshot, heap_stats, last_table_read, metadata_live_raw,
+    heap_metrics, heap_snapshot, heap_stats, last_table_read, metadata_live_raw,
     thread_blocks_high_water,
 };
 pub(crate) use self::sampler::set_sample_seed;
