@@ -37,6 +37,9 @@
 //! | `leakscope_dropped_samples_total` | counter | |
 //! | `leakscope_system_unwinds_total` | counter | |
 //! | `leakscope_metadata_bytes` | gauge | |
+//! | `leakscope_symbolizer_bytes` | gauge | |
+//! | `leakscope_symbolizer_budget_bytes` | gauge | |
+//! | `leakscope_symbolizer_evictions_total` | counter | |
 //!
 //! A `site` label reads `src/server.rs:42`. Histogram bucket bounds are
 //! [`crate::histogram::BOUNDS_NS`] in seconds.
@@ -78,6 +81,13 @@
 //! `histogram_quantile()` works on them all the same).
 //!
 //! Nothing here runs on the allocation path: exporting reads a snapshot.
+//! The debug server's `/metrics` and [`install`]'s publisher read a light
+//! one, from state the allocator keeps current (per-stack live sums, cached
+//! first frames; see `alloc/heap_snapshot.rs`), and render exactly the
+//! text [`render`] gives for a full [`snapshot`](crate::snapshot()) of
+//! the same state. All of the exporting work runs as leakscope's metadata:
+//! only the returned text (and what [`publish`] hands the recorder) is the
+//! application's memory.
 //!
 //! # Where things are
 //!
@@ -110,3 +120,4 @@ pub use install::{install, InstallBuilder, InstallError, Installed};
 pub use limits::Limits;
 pub use model::METRIC_NAMES;
 pub use text::{render, render_with, CONTENT_TYPE};
+pub(crate) use text::{render_both_paths, render_metrics};

@@ -66,6 +66,15 @@ pub struct HeapStats {
     pub system_unwinds: u64,
     /// Bytes of leakscope's own metadata (tables, symbol cache).
     pub metadata_bytes: u64,
+    /// Heap bytes leakscope's symbolizer holds (parsed debug info, address
+    /// cache; part of `metadata_bytes`), kept under
+    /// `symbolizer_budget_bytes`. As of the last symbolization.
+    pub symbolizer_bytes: u64,
+    /// The bound on `symbolizer_bytes` (64 MiB).
+    pub symbolizer_budget_bytes: u64,
+    /// Parsed objects the symbolizer dropped to stay under its budget
+    /// (each one is parsed again when next needed).
+    pub symbolizer_evictions: u64,
 }
 
 /// Everything leakscope knows at one instant.
@@ -111,6 +120,12 @@ pub struct HeapSnapshot {
     pub system_unwinds: u64,
     /// leakscope's own metadata bytes.
     pub metadata_bytes: u64,
+    /// See [`HeapStats::symbolizer_bytes`].
+    pub symbolizer_bytes: u64,
+    /// See [`HeapStats::symbolizer_budget_bytes`].
+    pub symbolizer_budget_bytes: u64,
+    /// See [`HeapStats::symbolizer_evictions`].
+    pub symbolizer_evictions: u64,
     /// Whether the tracking allocator is installed and has seen allocations.
     pub allocator_active: bool,
     /// Sampled sites (one per distinct stack), largest estimated live bytes
@@ -137,6 +152,9 @@ impl HeapSnapshot {
             dropped_samples: self.dropped_samples,
             system_unwinds: self.system_unwinds,
             metadata_bytes: self.metadata_bytes,
+            symbolizer_bytes: self.symbolizer_bytes,
+            symbolizer_budget_bytes: self.symbolizer_budget_bytes,
+            symbolizer_evictions: self.symbolizer_evictions,
         }
     }
 }
@@ -322,6 +340,24 @@ pub struct SnapshotOptions {
     /// Keep only live allocations at least this old in the heap sites' live
     /// fields (the leak view); `None` keeps all.
     pub min_age: Option<Duration>,
+    /// What the heap part must hold: everything, or (crate-internal, for
+    /// `/metrics` and the Prometheus publisher) only what the metrics read.
+    pub(crate) heap: HeapDetail,
+}
+
+/// How much of the heap a snapshot reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum HeapDetail {
+    /// Every site with all its frames, ages and lifetimes.
+    #[default]
+    Full,
+    /// The exact totals and, per site, its first frame and its live and
+    /// allocated estimates, from maintained state: no walk of the live
+    /// samples, no symbolization of known stacks
+    /// (`crate::alloc::heap_metrics`). What the Prometheus families read;
+    /// they render the same text from it as from a full snapshot.
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+    Metrics,
 }
 
 impl SnapshotOptions {
@@ -336,6 +372,23 @@ impl SnapshotOptions {
         self.min_age = Some(age);
         self
     }
+
+    /// The options of the light snapshot `/metrics` renders from (see
+    /// [`HeapDetail::Metrics`]).
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+    pub(crate) fn metrics() -> Self {
+        SnapshotOptions {
+            min_age: None,
+            heap: HeapDetail::Metrics,
+        }
+    }
+}
+
+/// The light snapshot the Prometheus families need (see
+/// [`HeapDetail::Metrics`]).
+#[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+pub(crate) fn metrics_snapshot() -> Snapshot {
+    snapshot_with(&SnapshotOptions::metrics())
 }
 
 /// Takes a [`Snapshot`] of the heap and of every tracked-object site.
@@ -349,7 +402,10 @@ pub fn snapshot() -> Snapshot {
 /// Like [`snapshot()`], with options (e.g. a `min_age` filter for the leak view).
 pub fn snapshot_with(opts: &SnapshotOptions) -> Snapshot {
     let now = crate::clock::now_ns();
-    let heap = crate::alloc::heap_snapshot(now, opts.min_age);
+    let heap = match opts.heap {
+        HeapDetail::Full => crate::alloc::heap_snapshot(now, opts.min_age),
+        HeapDetail::Metrics => crate::alloc::heap_metrics(),
+    };
     let objects = crate::objects::snapshot_sites(now);
     Snapshot {
         taken_at_ns: now,

@@ -41,3 +41,27 @@ pub fn set_sample_seed(seed: u64) {
 pub fn thread_blocks_high_water() -> usize {
     crate::alloc::thread_blocks_high_water()
 }
+
+/// What the most recent read of the sample tables copied while holding
+/// their lock: (stack rows, live samples). A `/metrics` scrape copies one
+/// row per interned stack and no live sample.
+#[doc(hidden)]
+pub fn last_table_read() -> (u64, u64) {
+    crate::alloc::last_table_read()
+}
+
+/// leakscope's metadata counter, raw (bytes allocated minus bytes freed
+/// under the re-entrancy guard): negative would mean leakscope freed
+/// memory it did not allocate.
+#[doc(hidden)]
+pub fn metadata_live_raw() -> i64 {
+    crate::alloc::metadata_live_raw()
+}
+
+/// `/metrics` rendered from a full snapshot and from the light read of the
+/// same state, back to back: (full, light). They must be identical.
+#[doc(hidden)]
+#[cfg(feature = "prometheus")]
+pub fn metrics_both_paths() -> (String, String) {
+    crate::prometheus::render_both_paths()
+}

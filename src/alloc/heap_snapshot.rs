@@ -1,13 +1,37 @@
-//! Reading the allocator: the exact totals ([`heap_stats`]) and the heap
-//! part of a snapshot ([`heap_snapshot`]), built from the counter blocks
-//! and the sample tables.
+//! Reading the allocator: the exact totals ([`heap_stats`]), the heap
+//! part of a snapshot ([`heap_snapshot`]), and the lighter read behind
+//! `/metrics` ([`heap_metrics`]), built from the counter blocks, the sample
+//! tables and the tables' maintained per-stack state.
 //!
-//! Nothing here runs on the allocation path. A snapshot copies the tables
-//! under their lock and does the rest (grouping live samples by stack,
-//! symbolizing) without it, all under the re-entrancy guard, so its memory
-//! is leakscope's metadata; the result is cloned out into the caller's
-//! memory after the guard is released (the guard's invariant: memory
-//! allocated under it is freed under it).
+//! Nothing here runs on the allocation path. All of it runs under the
+//! re-entrancy guard, so its memory is leakscope's metadata; the result is
+//! cloned out into the caller's memory after the guard is released (the
+//! guard's invariant: memory allocated under it is freed under it).
+//! [`as_metadata`] does the same for any other reader (the debug server's
+//! routes, the exporters): what a scrape allocates never shows in the
+//! application's `live_bytes` or `peak_live_bytes`, only its final body.
+//!
+//! # Lock discipline
+//!
+//! Every read preallocates its buffers outside the tables' lock (their
+//! capacities are the tables' fixed limits), takes the lock, copies into
+//! them without allocating, and releases it; grouping, symbolizing, sorting
+//! and rendering happen after. What each read copies under the lock:
+//!
+//! - [`heap_metrics`] (`/metrics`): one small row per interned stack (at
+//!   most 3072 + the overflow site: its maintained allocated and live
+//!   estimates), plus the frames of at most [`PENDING_PER_SCRAPE`] stacks
+//!   not symbolized yet; no live sample. Known stacks' labels come from
+//!   the first-frame cache (`stack.rs`); new ones are symbolized within a
+//!   per-scrape budget ([`stack::ScrapeBudget`]), the rest labelled
+//!   `[unsymbolized stack 0x…]` until a later read resolves them.
+//! - [`heap_snapshot`] (snapshots, profiles, the leak report): every
+//!   stack's row and frames, and every live sample (at most 114 688): ages
+//!   are per sample, so they cannot be maintained.
+//!
+//! Without a `min_age` filter, both take each site's live objects, bytes
+//! and sample count from the same maintained sums, so `/metrics` rendered
+//! from either is the same text.
 
 use core::sync::atomic::Ordering;
 use core::time::Duration;
@@ -29,9 +53,21 @@ pub(crate) fn thread_blocks_high_water() -> usize {
     counters::high_water()
 }
 
+/// See [`crate::testing::last_table_read`].
+pub(crate) fn last_table_read() -> (u64, u64) {
+    table::last_read()
+}
+
+/// See [`crate::testing::metadata_live_raw`].
+pub(crate) fn metadata_live_raw() -> i64 {
+    META_LIVE.load(Ordering::Relaxed)
+}
+
 /// The exact totals and the sampler's counts ([`crate::heap_stats`]).
 pub(crate) fn heap_stats() -> HeapStats {
     let t = counters::totals();
+    let (symbolizer_bytes, symbolizer_budget_bytes, symbolizer_evictions) =
+        crate::symbolize::published();
     let live_samples = {
         let _g = Guard::enter();
         table::lock().live_count as u64
@@ -51,6 +87,9 @@ pub(crate) fn heap_stats() -> HeapStats {
         dropped_samples: table::DROPPED.load(Ordering::Relaxed),
         system_unwinds: unwind::counts().1,
         metadata_bytes: metadata_bytes(),
+        symbolizer_bytes,
+        symbolizer_budget_bytes,
+        symbolizer_evictions,
     }
 }
 
@@ -61,13 +100,13 @@ fn metadata_bytes() -> u64 {
     (table::TABLE_BYTES + counters::POOL_BYTES) as u64 + dynamic + unwind::mapped_bytes()
 }
 
-/// Builds the heap part of a snapshot. The work (copying the tables,
-/// grouping, symbolizing) runs under the guard, in leakscope's metadata
-/// memory; the result is then cloned out into the caller's memory.
-pub(crate) fn heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
+/// Runs `f` under the re-entrancy guard (everything it allocates is
+/// leakscope metadata) and returns a copy of its result made in the
+/// caller's memory; the guarded original is freed under the guard.
+pub(crate) fn as_metadata<T: Clone>(f: impl FnOnce() -> T) -> T {
     let guarded = {
         let _g = Guard::enter();
-        build_heap_snapshot(now, min_age)
+        f()
     };
     let out = guarded.clone();
     {
@@ -77,8 +116,29 @@ pub(crate) fn heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot
     out
 }
 
+/// Builds the heap part of a snapshot. The work (copying the tables,
+/// grouping, symbolizing) runs under the guard, in leakscope's metadata
+/// memory; the result is then cloned out into the caller's memory.
+pub(crate) fn heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
+    as_metadata(|| build_heap_snapshot(now, min_age))
+}
+
+/// The heap part of a snapshot as `/metrics` needs it, from maintained
+/// state (see the module docs): the exact totals, and one site per stack
+/// with its first frame (the labels), its live objects, bytes and samples
+/// and its allocated objects and bytes, stacks with the same first frame
+/// merged into one site. Sites are in no particular order; their other
+/// fields (ages, lifetimes) are empty.
+pub(crate) fn heap_metrics() -> HeapSnapshot {
+    as_metadata(build_heap_metrics)
+}
+
+/// Stacks whose frames one `/metrics` read copies for symbolization, at
+/// most (the rest wait for the next read).
+pub(crate) const PENDING_PER_SCRAPE: usize = 256;
+
 /// Live samples of one stack, summed.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct LiveAgg {
     objects: f64,
     bytes: f64,
@@ -89,62 +149,8 @@ struct LiveAgg {
     age_sum_secs: f64,
 }
 
-/// [`heap_snapshot`]'s work, under the caller's guard.
-fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
-    let stats = heap_stats();
-    let min_age_ns = min_age.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    // Copy under the lock, work without it.
-    let (stacks, overflow, live) = {
-        let t = table::lock();
-        let stacks: Vec<(u32, Vec<usize>, table::Agg)> = t
-            .stacks
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.hash != 0)
-            .map(|(i, s)| (i as u32, s.ips[..usize::from(s.depth)].to_vec(), s.agg))
-            .collect();
-        let live: Vec<Live> = t.live.iter().filter(|e| e.addr != 0).copied().collect();
-        (stacks, t.overflow, live)
-    };
-    let mut by_stack: HashMap<u32, LiveAgg> = HashMap::new();
-    for e in &live {
-        let age = crate::clock::age_ns(now, e.birth);
-        if age < min_age_ns {
-            continue;
-        }
-        let a = by_stack.entry(e.stack).or_default();
-        let bytes = e.weight * e.size as f64;
-        a.objects += e.weight;
-        a.bytes += bytes;
-        a.samples += 1;
-        a.oldest = a.oldest.max(age);
-        let b = bucket_index(age);
-        a.ages[b] += e.weight;
-        a.age_bytes[b] += bytes;
-        a.age_sum_secs += e.weight * age as f64 / 1e9;
-    }
-    let mut sites = Vec::with_capacity(stacks.len() + 1);
-    let overflow_frames = vec![Frame::new("[leakscope: stack table full]", None, None)];
-    let all = stacks
-        .into_iter()
-        .map(|(id, ips, agg)| (id, Some(ips), agg))
-        .chain(core::iter::once((OVERFLOW_STACK, None, overflow)));
-    for (id, ips, agg) in all {
-        let la = by_stack.remove(&id);
-        if agg.alloc_objects == 0.0 && la.is_none() {
-            continue;
-        }
-        let frames = match ips {
-            Some(ips) => stack::symbolize(&ips),
-            None => overflow_frames.clone(),
-        };
-        sites.push(make_site(frames, &agg, la.unwrap_or_default()));
-    }
-    sites.sort_by(|a, b| {
-        b.live_bytes
-            .cmp(&a.live_bytes)
-            .then(b.allocated_bytes.cmp(&a.allocated_bytes))
-    });
+/// The totals of a heap snapshot, without sites.
+fn totals(stats: &HeapStats) -> HeapSnapshot {
     HeapSnapshot {
         allocations: stats.allocations,
         frees: stats.frees,
@@ -159,9 +165,163 @@ fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
         dropped_samples: stats.dropped_samples,
         system_unwinds: stats.system_unwinds,
         metadata_bytes: stats.metadata_bytes,
+        symbolizer_bytes: stats.symbolizer_bytes,
+        symbolizer_budget_bytes: stats.symbolizer_budget_bytes,
+        symbolizer_evictions: stats.symbolizer_evictions,
         allocator_active: counters::is_active(),
-        sites,
+        sites: Vec::new(),
     }
+}
+
+fn overflow_frames() -> Vec<Frame> {
+    vec![Frame::new("[leakscope: stack table full]", None, None)]
+}
+
+/// [`heap_metrics`]' work, under the caller's guard.
+fn build_heap_metrics() -> HeapSnapshot {
+    let stats = heap_stats();
+    let mut rows = Vec::with_capacity(table::STACK_CAPACITY + 1);
+    let mut pending = Vec::with_capacity(PENDING_PER_SCRAPE);
+    {
+        let t = table::lock();
+        t.read_stacks(&mut rows, |id| !stack::has_first_frame(id), &mut pending);
+    }
+    if !pending.is_empty() {
+        stack::symbolize_pending(&pending);
+    }
+    drop(pending);
+    // One site per distinct first frame (the labels): stacks sharing it
+    // are summed here, as the exporter would sum them, so it formats each
+    // label once (a `site` label costs a `getcwd`) rather than per stack.
+    // Each stack's estimates are rounded before summing, as in a full
+    // snapshot, so the text is the same.
+    let mut heap = totals(&stats);
+    heap.sites.reserve_exact(rows.len());
+    let mut by_frame: HashMap<&'static Frame, usize> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let agg = &row.agg;
+        if agg.alloc_objects == 0.0 && agg.live.samples == 0 {
+            continue;
+        }
+        let site = HeapSite {
+            live_bytes: round(agg.live.bytes()),
+            live_objects: round(agg.live.objects()),
+            allocated_bytes: round(agg.alloc_bytes),
+            allocated_objects: round(agg.alloc_objects),
+            live_samples: agg.live.samples,
+            ..HeapSite::default()
+        };
+        let first = (row.id != OVERFLOW_STACK)
+            .then(|| stack::first_frame(row.id))
+            .flatten();
+        match first {
+            Some([f]) => {
+                if let Some(&k) = by_frame.get(f) {
+                    let into = &mut heap.sites[k];
+                    into.live_bytes += site.live_bytes;
+                    into.live_objects += site.live_objects;
+                    into.allocated_bytes += site.allocated_bytes;
+                    into.allocated_objects += site.allocated_objects;
+                    into.live_samples += site.live_samples;
+                } else {
+                    by_frame.insert(f, heap.sites.len());
+                    heap.sites.push(HeapSite {
+                        frames: vec![f.clone()],
+                        ..site
+                    });
+                }
+            }
+            first => {
+                let frames = match first {
+                    Some(f) => f.to_vec(),
+                    None if row.id == OVERFLOW_STACK => overflow_frames(),
+                    None => vec![stack::placeholder(row.hash)],
+                };
+                heap.sites.push(HeapSite { frames, ..site });
+            }
+        }
+    }
+    drop(by_frame);
+    heap
+}
+
+/// [`heap_snapshot`]'s work, under the caller's guard.
+fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
+    let stats = heap_stats();
+    let min_age_ns = min_age.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    // Preallocate, copy under the lock, work without it.
+    let mut rows = Vec::with_capacity(table::STACK_CAPACITY + 1);
+    let mut ips = Vec::with_capacity(table::STACK_CAPACITY);
+    let mut live: Vec<Live> = Vec::with_capacity(table::LIVE_CAPACITY);
+    {
+        let t = table::lock();
+        t.read_stacks(&mut rows, |_| true, &mut ips);
+        t.read_live(&mut live);
+    }
+    // Stack id -> its row (the overflow site is the last row).
+    let mut row_of = vec![u32::MAX; table::MAX_STACKS];
+    for (k, r) in rows.iter().enumerate() {
+        if r.id != OVERFLOW_STACK {
+            row_of[r.id as usize] = k as u32;
+        }
+    }
+    let overflow_row = rows.len().saturating_sub(1) as u32;
+    let mut by_row = vec![LiveAgg::default(); rows.len()];
+    for e in &live {
+        let age = crate::clock::age_ns(now, e.birth);
+        if age < min_age_ns {
+            continue;
+        }
+        let k = if e.stack == OVERFLOW_STACK {
+            overflow_row
+        } else {
+            row_of[e.stack as usize & (table::MAX_STACKS - 1)]
+        };
+        let Some(a) = by_row.get_mut(k as usize) else {
+            continue;
+        };
+        let bytes = e.weight * e.size as f64;
+        a.objects += e.weight;
+        a.bytes += bytes;
+        a.samples += 1;
+        a.oldest = a.oldest.max(age);
+        let b = bucket_index(age);
+        a.ages[b] += e.weight;
+        a.age_bytes[b] += bytes;
+        a.age_sum_secs += e.weight * age as f64 / 1e9;
+    }
+    drop(live);
+    let mut heap = totals(&stats);
+    heap.sites.reserve_exact(rows.len());
+    let mut next_ips = ips.iter().peekable();
+    for (row, la) in rows.iter().zip(by_row) {
+        let stack_ips = next_ips.next_if(|s| s.id == row.id);
+        let agg = &row.agg;
+        let has_live = if min_age.is_none() {
+            agg.live.samples > 0
+        } else {
+            la.samples > 0
+        };
+        if agg.alloc_objects == 0.0 && !has_live {
+            continue;
+        }
+        let frames = match stack_ips {
+            Some(s) => {
+                let frames = stack::symbolize(s.ips());
+                stack::remember_first(row.id, &frames);
+                frames
+            }
+            None => overflow_frames(),
+        };
+        heap.sites
+            .push(make_site(frames, agg, la, min_age.is_none()));
+    }
+    heap.sites.sort_by(|a, b| {
+        b.live_bytes
+            .cmp(&a.live_bytes)
+            .then(b.allocated_bytes.cmp(&a.allocated_bytes))
+    });
+    heap
 }
 
 /// A non-negative estimate rounded to a count (0 for NaN or below zero).
@@ -173,17 +333,28 @@ fn round(x: f64) -> u64 {
     }
 }
 
-/// One stack's aggregates and live samples as a [`HeapSite`].
-fn make_site(frames: Vec<Frame>, agg: &table::Agg, la: LiveAgg) -> HeapSite {
+/// One stack's aggregates and live samples as a [`HeapSite`]. `maintained`:
+/// take the live objects, bytes and samples from the maintained sums (no
+/// age filter), as [`heap_metrics`] does, rather than from `la`.
+fn make_site(frames: Vec<Frame>, agg: &table::Agg, la: LiveAgg, maintained: bool) -> HeapSite {
     let lifetimes: Vec<u64> = agg.lifetimes.iter().map(|&c| round(c)).collect();
     let ages: Vec<u64> = la.ages.iter().map(|&c| round(c)).collect();
+    let (live_bytes, live_objects, live_samples) = if maintained {
+        (
+            round(agg.live.bytes()),
+            round(agg.live.objects()),
+            agg.live.samples,
+        )
+    } else {
+        (round(la.bytes), round(la.objects), la.samples)
+    };
     HeapSite {
         frames,
-        live_bytes: round(la.bytes),
-        live_objects: round(la.objects),
+        live_bytes,
+        live_objects,
         allocated_bytes: round(agg.alloc_bytes),
         allocated_objects: round(agg.alloc_objects),
-        live_samples: la.samples,
+        live_samples,
         oldest_age: (la.samples > 0).then(|| Duration::from_nanos(la.oldest)),
         lifetimes: Histogram::from_counts(&lifetimes, agg.lifetime_sum_secs),
         live_ages: Histogram::from_counts(&ages, la.age_sum_secs),

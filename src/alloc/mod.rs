@@ -78,7 +78,12 @@ mod unwind;
 
 pub use self::sampler::{sample_rate, set_sample_rate, DEFAULT_SAMPLE_RATE};
 
-pub(crate) use self::heap_snapshot::{heap_snapshot, heap_stats, thread_blocks_high_water};
+#[cfg(feature = "prometheus")]
+pub(crate) use self::heap_snapshot::as_metadata;
+pub(crate) use self::heap_snapshot::{
+    heap_metrics, heap_snapshot, heap_stats, last_table_read, metadata_live_raw,
+    thread_blocks_high_water,
+};
 pub(crate) use self::sampler::set_sample_seed;
 
 /// A [`GlobalAlloc`] that counts every allocation exactly and samples some

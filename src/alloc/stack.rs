@@ -1,24 +1,44 @@
-//! Stack capture (allocator path) and lazy, cached symbolization (snapshot
-//! path).
+//! Stack capture (allocator path) and symbolization (snapshot path).
 //!
 //! Capture walks the stack into a fixed buffer of [`MAX_FRAMES`] with
 //! leakscope's caching unwinder (`alloc/unwind/`), or, when that cannot walk, with
 //! `backtrace::trace_unsynchronized`: no allocation, no lock (the
 //! synchronized variant takes a global lock that a user's own `backtrace`
-//! call may hold while it allocates).
+//! call may hold while it allocates). That capture is all leakscope uses
+//! the `backtrace` crate for.
 //!
-//! Symbolization happens only when a snapshot is read, under the
-//! re-entrancy guard, so the memory the DWARF reader uses is leakscope's
-//! metadata and never appears in the user's totals, sites or profiles.
-//! Results are cached per address in a bounded map (cleared when it reaches
-//! `MAX_CACHED_ADDRS`, so its size stays bounded).
+//! Symbolization happens only when a snapshot or a scrape is read, with
+//! leakscope's own symbolizer (`crate::symbolize`: its own cache, its own
+//! memory budget, all of it allocated and freed under the re-entrancy
+//! guard), never with `backtrace::resolve`, whose process-global cache is
+//! shared with the application (issue 15, ghost samples). Addresses are
+//! looked up as `backtrace::resolve(ip - 1)` looked them up (`ip - 2`), so
+//! frames are the ones leakscope always printed.
+//!
+//! # The first-frame cache (what a scrape reads)
+//!
+//! Stacks are interned and never removed, so a stack id names one stack
+//! for the life of the process. Its first frame after trimming (what
+//! Prometheus labels a heap site with: `function` and `site`) is kept per
+//! id in [`FIRST`], set once (an atomic pointer per id, no lock, so nothing
+//! here needs the fork handlers), by whichever snapshot or scrape
+//! symbolizes the stack first. A `/metrics` scrape of known stacks does no
+//! symbolization at all. Bounded: [`MAX_STACKS`] entries of one frame each,
+//! never freed (they are leakscope metadata).
+//!
+//! A scrape symbolizes new stacks within a budget ([`ScrapeBudget`]) and
+//! only if the symbolizer is free; the rest get a placeholder label for
+//! this scrape (see [`placeholder`]) and are resolved by a later one.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::MutexGuard;
+use std::time::{Duration, Instant};
 
 use super::guard::Guard;
+use super::table::{StackIps, MAX_STACKS};
 use super::unwind;
 use crate::snapshot::Frame;
+use crate::symbolize::{self, Sym};
 
 /// Frames kept per sampled stack (the capture buffer's size; outermost
 /// frames beyond it are cut).
@@ -49,24 +69,13 @@ pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
     n
 }
 
-/// Cached symbols of one instruction address: innermost inlined frame first.
-#[derive(Clone, Debug)]
-pub(super) struct Sym {
-    function: String,
-    file: Option<String>,
-    line: Option<u32>,
-}
+/// The symbolizer's state, held across `fork()` by the forking thread
+/// (`alloc/fork.rs`) as "the symbol cache".
+pub(super) type SymbolCache = symbolize::State;
 
-const MAX_CACHED_ADDRS: usize = 64 * 1024;
-
-pub(super) type SymbolCache = Option<HashMap<usize, Vec<Sym>>>;
-
-static CACHE: Mutex<SymbolCache> = Mutex::new(None);
-
-/// Locks the symbol cache. Never panics: a poisoned lock is used as is.
-/// Held by the forking thread across `fork()` (`alloc/fork.rs`).
+/// Locks the symbolizer (see [`SymbolCache`]). Never panics.
 pub(super) fn lock_cache() -> MutexGuard<'static, SymbolCache> {
-    CACHE.lock().unwrap_or_else(|e| e.into_inner())
+    symbolize::lock()
 }
 
 /// Symbolizes return addresses (innermost first) into frames, trimming
@@ -74,22 +83,39 @@ pub(super) fn lock_cache() -> MutexGuard<'static, SymbolCache> {
 /// user's code. Must be called under the re-entrancy [`Guard`]; the returned
 /// frames are guarded memory too (clone them out after leaving the guard).
 pub(crate) fn symbolize(ips: &[usize]) -> Vec<Frame> {
-    trim(symbolize_all(ips))
+    trim(to_frames(ips, &symbolize::resolve_many(&lookup_pcs(ips))))
+}
+
+/// Like [`symbolize`], or `None` without waiting if the symbolizer is busy.
+fn try_symbolize(ips: &[usize]) -> Option<Vec<Frame>> {
+    let syms = symbolize::try_resolve_many(&lookup_pcs(ips))?;
+    Some(trim(to_frames(ips, &syms)))
 }
 
 /// Symbolizes without trimming (under the guard, like [`symbolize`]).
+#[cfg(test)]
 fn symbolize_all(ips: &[usize]) -> Vec<Frame> {
+    to_frames(ips, &symbolize::resolve_many(&lookup_pcs(ips)))
+}
+
+/// The addresses looked up for `ips`: `ip - 2`, which is what
+/// `backtrace::resolve(ip - 1)` looked up (it subtracts one itself), so
+/// frames are exactly the ones leakscope printed before it had its own
+/// symbolizer. For a return address that is inside the call instruction.
+fn lookup_pcs(ips: &[usize]) -> Vec<usize> {
+    ips.iter()
+        .filter(|&&ip| ip > 1)
+        .map(|&ip| ip.saturating_sub(2))
+        .collect()
+}
+
+/// Frames of `syms` (one `Vec` per address of `ips` that is > 1); each
+/// frame's `address` is the return address minus one, as always.
+fn to_frames(ips: &[usize], syms: &[Vec<Sym>]) -> Vec<Frame> {
     let _g = Guard::enter();
-    let mut cache = lock_cache();
-    let map = cache.get_or_insert_with(HashMap::new);
-    if map.len() > MAX_CACHED_ADDRS {
-        map.clear();
-    }
     let mut frames = Vec::with_capacity(ips.len() + 4);
-    for &ip in ips.iter().filter(|&&ip| ip > 1) {
-        // Return addresses point after the call; ip - 1 is inside it.
+    for (&ip, syms) in ips.iter().filter(|&&ip| ip > 1).zip(syms) {
         let pc = ip.saturating_sub(1);
-        let syms = map.entry(pc).or_insert_with(|| resolve(pc));
         let last = syms.len().saturating_sub(1);
         for (k, s) in syms.iter().enumerate() {
             frames.push(Frame {
@@ -104,27 +130,99 @@ fn symbolize_all(ips: &[usize]) -> Vec<Frame> {
     frames
 }
 
-fn resolve(pc: usize) -> Vec<Sym> {
-    let mut out = Vec::new();
-    backtrace::resolve(pc as *mut core::ffi::c_void, |sym| {
-        let function = match sym.name() {
-            Some(n) => format!("{n:#}"),
-            None => "??".to_string(),
-        };
-        out.push(Sym {
-            function,
-            file: sym.filename().map(|p| p.display().to_string()),
-            line: sym.lineno(),
-        });
-    });
-    if out.is_empty() {
-        out.push(Sym {
-            function: format!("{pc:#x}"),
-            file: None,
-            line: None,
-        });
+/// Per stack id: its first frame after trimming (an empty `Vec` when
+/// trimming left nothing), set once, never freed.
+static FIRST: [AtomicPtr<Vec<Frame>>; MAX_STACKS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_STACKS];
+
+/// Stacks whose first frame is cached (for the statistics).
+static FIRST_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// The cached first frame of stack `id` (see [`FIRST`]), if known. The
+/// frames are leakscope's, valid for ever: clone them, never free them.
+pub(crate) fn first_frame(id: u32) -> Option<&'static [Frame]> {
+    let p = FIRST.get(id as usize)?.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer in `FIRST` came from `Box::into_raw` in
+    // `remember_first` and is never freed or written again.
+    (!p.is_null()).then(|| unsafe { (*p).as_slice() })
+}
+
+/// Whether stack `id`'s first frame is cached (one atomic load).
+pub(crate) fn has_first_frame(id: u32) -> bool {
+    FIRST
+        .get(id as usize)
+        .is_some_and(|p| !p.load(Ordering::Relaxed).is_null())
+}
+
+/// Caches stack `id`'s first frame from its trimmed `frames`, unless it
+/// is known already. Must be called under the guard (the cache entry is
+/// leakscope's metadata, kept for ever).
+pub(crate) fn remember_first(id: u32, frames: &[Frame]) {
+    let Some(slot) = FIRST.get(id as usize) else {
+        return;
+    };
+    if !slot.load(Ordering::Relaxed).is_null() {
+        return;
     }
-    out
+    let _g = Guard::enter();
+    let b = Box::into_raw(Box::new(frames.first().cloned().into_iter().collect()));
+    match slot.compare_exchange(
+        core::ptr::null_mut(),
+        b,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => {
+            FIRST_COUNT.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: `b` came from `Box::into_raw` above and was not published.
+        Err(_) => drop(unsafe { Box::from_raw(b) }),
+    }
+}
+
+/// How much first-time symbolization one scrape may do: new stacks are
+/// symbolized, one after the other, until [`ScrapeBudget::TIME`] has passed
+/// (checked between stacks) or the symbolizer is found busy (another
+/// thread is symbolizing: the scrape does not wait for it). One stack can
+/// overrun the budget: the first address in an object not yet parsed
+/// costs the parse of that object's DWARF index (measured in the module
+/// docs of `crate::symbolize`), which cannot be cut short.
+pub(crate) struct ScrapeBudget;
+
+impl ScrapeBudget {
+    /// Wall time a scrape spends symbolizing new stacks, at most (but for
+    /// the one stack in progress).
+    pub(crate) const TIME: Duration = Duration::from_millis(2);
+}
+
+/// Symbolizes the first frames of `pending` stacks within the scrape
+/// budget (see [`ScrapeBudget`]) and caches them. Returns how many were
+/// done. Under the guard.
+pub(crate) fn symbolize_pending(pending: &[StackIps]) -> usize {
+    let _g = Guard::enter();
+    let start = Instant::now();
+    let mut done = 0;
+    for p in pending {
+        if has_first_frame(p.id) {
+            continue;
+        }
+        if start.elapsed() >= ScrapeBudget::TIME {
+            break;
+        }
+        match try_symbolize(p.ips()) {
+            Some(frames) => remember_first(p.id, &frames),
+            None => break,
+        }
+        done += 1;
+    }
+    done
+}
+
+/// The label frame of a stack not symbolized yet: its hash in hex, as
+/// `[unsymbolized stack 0x…]` (function and site alike). Such a site is
+/// labelled by its frame from the next scrape that resolves it.
+pub(crate) fn placeholder(hash: u64) -> Frame {
+    Frame::new(format!("[unsymbolized stack {hash:#x}]"), None, None)
 }
 
 /// Frames that belong to leakscope's recording path and the allocator shims.

@@ -16,6 +16,23 @@
 //! Counters saturate at 255 and then stay there (a permanent, harmless false
 //! positive for that slot).
 //!
+//! # Maintained per-stack state (what a scrape reads)
+//!
+//! Each stack's [`Agg`] carries, besides its all-time allocated and freed
+//! estimates, its *live* estimates (objects, bytes, sample count), kept
+//! current on every insertion into and removal from the live table. They are
+//! fixed-point integers ([`LIVE_SCALE`] units per object or byte), so a
+//! sample's contribution is removed exactly as it was added: no drift, and
+//! the same value whatever the order of allocations and frees. A `/metrics`
+//! scrape reads them with [`Tables::read_stacks`], which copies one small
+//! [`StackRow`] per interned stack (walking the dense list of interned ids,
+//! `order`, not the sparse array) into a buffer the caller preallocated
+//! outside the lock; it never walks the live table. A heap profile or a
+//! full snapshot also copies the live samples ([`Tables::read_live`]: ages
+//! are only known per sample), into a buffer of [`LIVE_CAPACITY`] entries
+//! also preallocated outside the lock. Neither allocates under the lock.
+//! [`last_read`] counts what the most recent read copied under it (tests).
+//!
 //! Capacities are fixed and overflow is counted, never silent:
 //! - `MAX_STACKS` distinct stacks; samples of further stacks are attributed
 //!   to one "stack table full" site and counted in `dropped_samples`;
@@ -33,6 +50,11 @@ pub(crate) const MAX_STACKS: usize = 4096;
 /// Live-sample table slots (power of two).
 pub(crate) const MAX_LIVE: usize = 1 << 17;
 const LIVE_LIMIT: usize = MAX_LIVE / 8 * 7;
+/// The most live samples the table holds at once (its fill limit): a
+/// buffer of this many entries holds any copy of it.
+pub(crate) const LIVE_CAPACITY: usize = LIVE_LIMIT;
+/// The most stacks interned at once (three quarters of [`MAX_STACKS`]).
+pub(crate) const STACK_CAPACITY: usize = MAX_STACKS / 4 * 3;
 const FILTER_BITS: u32 = 18;
 /// Stack id of the catch-all site used when the stack table is full.
 pub(crate) const OVERFLOW_STACK: u32 = u32::MAX;
@@ -57,6 +79,53 @@ pub(crate) struct Agg {
     /// Estimated freed objects per lifetime bucket.
     pub(crate) lifetimes: [f64; BUCKETS],
     pub(crate) lifetime_sum_secs: f64,
+    /// Live estimates now, maintained (see the module docs).
+    pub(crate) live: LiveSum,
+}
+
+/// A stack's live samples, summed as they come and go: fixed-point
+/// ([`LIVE_SCALE`] units per object or byte) so that removing a sample
+/// subtracts exactly what adding it added.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LiveSum {
+    pub(crate) objects_q: i128,
+    pub(crate) bytes_q: i128,
+    pub(crate) samples: u64,
+}
+
+/// Fixed-point units per object or byte of [`LiveSum`].
+pub(crate) const LIVE_SCALE: f64 = 65536.0;
+
+impl LiveSum {
+    fn contribution(e: &Live) -> (i128, i128) {
+        // `as` saturates (and maps NaN to 0): never a panic.
+        let q = |x: f64| (x * LIVE_SCALE).round() as i128;
+        (q(e.weight), q(e.weight * e.size as f64))
+    }
+
+    fn add(&mut self, e: &Live) {
+        let (o, b) = Self::contribution(e);
+        self.objects_q += o;
+        self.bytes_q += b;
+        self.samples += 1;
+    }
+
+    fn sub(&mut self, e: &Live) {
+        let (o, b) = Self::contribution(e);
+        self.objects_q -= o;
+        self.bytes_q -= b;
+        self.samples = self.samples.saturating_sub(1);
+    }
+
+    /// Estimated live objects.
+    pub(crate) fn objects(&self) -> f64 {
+        self.objects_q as f64 / LIVE_SCALE
+    }
+
+    /// Estimated live bytes.
+    pub(crate) fn bytes(&self) -> f64 {
+        self.bytes_q as f64 / LIVE_SCALE
+    }
 }
 
 const EMPTY_AGG: Agg = Agg {
@@ -66,6 +135,11 @@ const EMPTY_AGG: Agg = Agg {
     freed_bytes: 0.0,
     lifetimes: [0.0; BUCKETS],
     lifetime_sum_secs: 0.0,
+    live: LiveSum {
+        objects_q: 0,
+        bytes_q: 0,
+        samples: 0,
+    },
 };
 
 const EMPTY_STACK: Stack = Stack {
@@ -99,6 +173,9 @@ const EMPTY_LIVE: Live = Live {
 pub(crate) struct Tables {
     pub(crate) stacks: [Stack; MAX_STACKS],
     pub(crate) stack_count: usize,
+    /// Ids of the interned stacks, in interning order (the first
+    /// `stack_count` entries): what a read walks instead of the sparse array.
+    pub(crate) order: [u16; MAX_STACKS],
     pub(crate) overflow: Agg,
     pub(crate) live: [Live; MAX_LIVE],
     pub(crate) live_count: usize,
@@ -107,6 +184,7 @@ pub(crate) struct Tables {
 static TABLES: Mutex<Tables> = Mutex::new(Tables {
     stacks: [EMPTY_STACK; MAX_STACKS],
     stack_count: 0,
+    order: [0; MAX_STACKS],
     overflow: EMPTY_AGG,
     live: [EMPTY_LIVE; MAX_LIVE],
     live_count: 0,
@@ -205,6 +283,7 @@ impl Tables {
                 s.hash = h;
                 s.depth = depth as u16;
                 s.ips[..depth].copy_from_slice(ips);
+                self.order[self.stack_count] = i as u16;
                 self.stack_count += 1;
                 return i as u32;
             }
@@ -267,11 +346,13 @@ impl Tables {
         loop {
             let slot = &mut self.live[i];
             if slot.addr == 0 || slot.addr == e.addr {
+                let replaced = (slot.addr != 0).then_some(*slot);
                 if slot.addr == 0 {
                     self.live_count += 1;
                 }
                 *slot = e;
                 filter_add(e.addr);
+                self.live_changed(replaced.as_ref(), Some(&e));
                 return true;
             }
             i = (i + 1) & mask;
@@ -318,6 +399,7 @@ impl Tables {
         self.live[hole] = EMPTY_LIVE;
         self.live_count -= 1;
         filter_remove(addr);
+        self.live_changed(Some(&found), None);
         Some(found)
     }
 
@@ -344,6 +426,108 @@ impl Tables {
     pub(crate) fn restore_live(&mut self, e: Live) -> bool {
         self.insert_live(e)
     }
+
+    /// Keeps the per-stack live sums current: `gone` left the live table,
+    /// `new` entered it.
+    fn live_changed(&mut self, gone: Option<&Live>, new: Option<&Live>) {
+        if let Some(g) = gone {
+            self.agg_mut(g.stack).live.sub(g);
+        }
+        if let Some(n) = new {
+            self.agg_mut(n.stack).live.add(n);
+        }
+    }
+
+    /// Copies one [`StackRow`] per interned stack, then the overflow
+    /// site's, into `out` (cleared first), with each stack's frames for the
+    /// stacks `want_ips` selects while `ips_out` has spare capacity. Never
+    /// allocates: rows past `out`'s capacity are left out (give it
+    /// [`STACK_CAPACITY`] + 1), as are frames past `ips_out`'s.
+    pub(crate) fn read_stacks(
+        &self,
+        out: &mut Vec<StackRow>,
+        mut want_ips: impl FnMut(u32) -> bool,
+        ips_out: &mut Vec<StackIps>,
+    ) {
+        out.clear();
+        ips_out.clear();
+        for &i in &self.order[..self.stack_count] {
+            if out.len() == out.capacity() {
+                break;
+            }
+            let s = &self.stacks[usize::from(i)];
+            let id = u32::from(i);
+            out.push(StackRow {
+                id,
+                hash: s.hash,
+                agg: s.agg,
+            });
+            if ips_out.len() < ips_out.capacity() && want_ips(id) {
+                ips_out.push(StackIps {
+                    id,
+                    depth: s.depth,
+                    ips: s.ips,
+                });
+            }
+        }
+        if out.len() < out.capacity() {
+            out.push(StackRow {
+                id: OVERFLOW_STACK,
+                hash: 0,
+                agg: self.overflow,
+            });
+        }
+        LAST_READ[0].store(out.len() as u64, Ordering::Relaxed);
+        LAST_READ[1].store(0, Ordering::Relaxed);
+    }
+
+    /// Copies the live samples into `out` (cleared first) up to its
+    /// capacity (give it [`LIVE_CAPACITY`]); never allocates. Call after
+    /// [`Tables::read_stacks`] in the same critical section.
+    pub(crate) fn read_live(&self, out: &mut Vec<Live>) {
+        out.clear();
+        let room = out.capacity();
+        out.extend(self.live.iter().filter(|e| e.addr != 0).take(room).copied());
+        LAST_READ[1].store(out.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// One stack's aggregates as a read copies them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StackRow {
+    /// Stack id ([`OVERFLOW_STACK`] for the catch-all site).
+    pub(crate) id: u32,
+    /// The stack's hash (0 for the catch-all site).
+    pub(crate) hash: u64,
+    pub(crate) agg: Agg,
+}
+
+/// One stack's frames as a read copies them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StackIps {
+    pub(crate) id: u32,
+    pub(crate) depth: u16,
+    pub(crate) ips: [usize; MAX_FRAMES],
+}
+
+impl StackIps {
+    /// The captured return addresses, innermost first.
+    pub(crate) fn ips(&self) -> &[usize] {
+        &self.ips[..usize::from(self.depth)]
+    }
+}
+
+/// Entries the most recent read copied under the lock: stack rows, live
+/// samples.
+static LAST_READ: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// (stack rows, live samples) the most recent [`Tables::read_stacks`] /
+/// [`Tables::read_live`] copied while holding the lock.
+pub(crate) fn last_read() -> (u64, u64) {
+    (
+        LAST_READ[0].load(Ordering::Relaxed),
+        LAST_READ[1].load(Ordering::Relaxed),
+    )
 }
 
 #[cfg(test)]
@@ -388,6 +572,51 @@ mod tests {
             .map(|s| s.agg.lifetimes[bucket_index(1_000_000)])
             .sum();
         assert_eq!(total_freed, 1000.0);
+    }
+
+    #[test]
+    fn live_sums_follow_the_live_table_exactly() {
+        let mut t = tables();
+        let addrs: Vec<usize> = (1..3000).map(|i| 0x10_0000 + i * 48).collect();
+        for (k, &a) in addrs.iter().enumerate() {
+            let w = 1.0 + (k % 13) as f64 / 7.0;
+            t.record_alloc(a, 24 + k as u64 % 100, w, &[1, 2, k % 5], 10);
+        }
+        // Same address again: the old sample is replaced, not double counted.
+        t.record_alloc(addrs[0], 8, 1.0, &[1, 2, 0], 11);
+        let check = |t: &Tables| {
+            let mut want = [LiveSum::default(); 5];
+            for e in t.live.iter().filter(|e| e.addr != 0) {
+                let w = &mut want[t.order[..t.stack_count]
+                    .iter()
+                    .position(|&i| u32::from(i) == e.stack)
+                    .unwrap()];
+                w.add(e);
+            }
+            for (k, &i) in t.order[..t.stack_count].iter().enumerate() {
+                assert_eq!(t.stacks[usize::from(i)].agg.live, want[k], "stack {k}");
+            }
+        };
+        check(&t);
+        for &a in addrs.iter().step_by(3) {
+            let e = t.take_live(a).unwrap();
+            t.record_free(&e, 20);
+        }
+        check(&t);
+        for &a in &addrs {
+            t.take_live(a);
+        }
+        for &i in &t.order[..t.stack_count] {
+            assert_eq!(t.stacks[usize::from(i)].agg.live, LiveSum::default());
+        }
+        let mut rows = Vec::with_capacity(STACK_CAPACITY + 1);
+        let mut ips = Vec::with_capacity(2);
+        t.read_stacks(&mut rows, |_| true, &mut ips);
+        assert_eq!(rows.len(), 6);
+        assert_eq!(rows[5].id, OVERFLOW_STACK);
+        assert_eq!(ips.len(), 2);
+        assert_eq!(ips[0].ips(), &[1, 2, 0]);
+        assert_eq!(last_read(), (6, 0));
     }
 
     #[test]

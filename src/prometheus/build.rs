@@ -357,8 +357,9 @@ fn object_families(aggs: BTreeMap<ObjKey, ObjAgg>, limits: &Limits) -> [Family; 
     ]
 }
 
-/// leakscope's own health: dropped samples, system unwinds, metadata.
-fn leakscope_health(h: &HeapSnapshot) -> [Family; 3] {
+/// leakscope's own health: dropped samples, system unwinds, metadata, and
+/// the symbolizer's memory against its budget.
+fn leakscope_health(h: &HeapSnapshot) -> [Family; 6] {
     [
         Family::scalar(
         DROPPED_SAMPLES,
@@ -377,6 +378,24 @@ fn leakscope_health(h: &HeapSnapshot) -> [Family; 3] {
         Kind::Gauge,
         "Bytes of leakscope's own metadata (sample tables, stacks, symbol cache).",
         Value::Int(h.metadata_bytes),
+        ),
+        Family::scalar(
+            SYMBOLIZER_BYTES,
+            Kind::Gauge,
+            "Heap bytes leakscope's symbolizer holds (parsed debug info, address cache; part of the metadata), kept under its budget.",
+            Value::Int(h.symbolizer_bytes),
+        ),
+        Family::scalar(
+            SYMBOLIZER_BUDGET,
+            Kind::Gauge,
+            "The bound on leakscope_symbolizer_bytes.",
+            Value::Int(h.symbolizer_budget_bytes),
+        ),
+        Family::scalar(
+            SYMBOLIZER_EVICTIONS,
+            Kind::Counter,
+            "Parsed objects leakscope's symbolizer dropped to stay under its budget.",
+            Value::Int(h.symbolizer_evictions),
         ),
     ]
 }

@@ -39,8 +39,11 @@ pub fn publish(snap: &Snapshot) {
 
 /// Like [`publish`], with explicit [`Limits`].
 pub fn publish_with(snap: &Snapshot, limits: &Limits) {
-    with_state(|st| {
-        let fams = build(snap, limits, st);
+    // The exporter's state and the families are leakscope's memory; what
+    // the recorder keeps is the application's (so the facade is called
+    // outside the guard).
+    let fams = crate::alloc::as_metadata(|| with_state(|st| build(snap, limits, st)));
+    {
         let mut gauges: HashSet<(&'static str, Labels)> = HashSet::new();
         for f in &fams {
             describe(f);
@@ -73,11 +76,17 @@ pub fn publish_with(snap: &Snapshot, limits: &Limits) {
             }
         }
         // Zero the gauge series that left the export.
-        for (name, labels) in st.published_gauges.difference(&gauges) {
+        let gone: Vec<(&'static str, Labels)> = crate::alloc::as_metadata(|| {
+            with_state(|st| {
+                let gone = st.published_gauges.difference(&gauges).cloned().collect();
+                st.published_gauges = gauges.clone();
+                gone
+            })
+        });
+        for (name, labels) in &gone {
             metrics::gauge!(*name, to_metrics_labels(labels)).set(0.0);
         }
-        st.published_gauges = gauges;
-    });
+    }
 }
 
 fn hist_names(name: &str) -> (&'static str, &'static str, &'static str) {

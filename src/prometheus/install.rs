@@ -216,7 +216,10 @@ struct Fresh {
 
 impl Fresh {
     fn refresh(&self, handle: &PrometheusHandle, limits: &Limits) {
-        let text = render_with(&crate::snapshot(), limits);
+        // The light snapshot (maintained state), as the debug server's
+        // `/metrics`; all of it leakscope's memory but the text.
+        let text =
+            crate::alloc::as_metadata(|| render_with(&crate::snapshot::metrics_snapshot(), limits));
         *self.text.lock().unwrap_or_else(PoisonError::into_inner) = text;
         handle.run_upkeep();
     }

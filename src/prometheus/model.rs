@@ -18,7 +18,7 @@ pub(super) enum Kind {
 }
 
 /// One series' value; histograms are exact (bucket counts, sum).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) enum Value {
     Int(u64),
     Float(f64),
@@ -29,14 +29,14 @@ pub(super) enum Value {
 pub(super) type Labels = Vec<(&'static str, String)>;
 
 /// One series of a family.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Sample {
     pub(super) labels: Labels,
     pub(super) value: Value,
 }
 
 /// A metric family: name, help, type and its series, in output order.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Family {
     pub(super) name: &'static str,
     pub(super) help: &'static str,
@@ -84,10 +84,13 @@ pub(super) const HOLDERS: &str = "leakscope_object_holders_live";
 pub(super) const DROPPED_SAMPLES: &str = "leakscope_dropped_samples_total";
 pub(super) const SYSTEM_UNWINDS: &str = "leakscope_system_unwinds_total";
 pub(super) const METADATA: &str = "leakscope_metadata_bytes";
+pub(super) const SYMBOLIZER_BYTES: &str = "leakscope_symbolizer_bytes";
+pub(super) const SYMBOLIZER_BUDGET: &str = "leakscope_symbolizer_budget_bytes";
+pub(super) const SYMBOLIZER_EVICTIONS: &str = "leakscope_symbolizer_evictions_total";
 
 /// Every metric name leakscope exports, in output order (stable: dashboards
 /// and alerts depend on them).
-pub const METRIC_NAMES: [&str; 18] = [
+pub const METRIC_NAMES: [&str; 21] = [
     ALLOCATIONS,
     FREES,
     ALLOCATED_BYTES,
@@ -106,6 +109,9 @@ pub const METRIC_NAMES: [&str; 18] = [
     DROPPED_SAMPLES,
     SYSTEM_UNWINDS,
     METADATA,
+    SYMBOLIZER_BYTES,
+    SYMBOLIZER_BUDGET,
+    SYMBOLIZER_EVICTIONS,
 ];
 
 /// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.

@@ -30,13 +30,40 @@ pub fn render(snap: &Snapshot) -> String {
 }
 
 /// Like [`render`], with explicit [`Limits`].
+///
+/// The work runs as leakscope's metadata (under its re-entrancy guard):
+/// only the returned text is the caller's memory.
 pub fn render_with(snap: &Snapshot, limits: &Limits) -> String {
-    let fams = with_state(|st| build(snap, limits, st));
-    let mut out = String::with_capacity(4096);
-    for f in &fams {
-        write_family(&mut out, f);
-    }
-    out
+    crate::alloc::as_metadata(|| {
+        let fams = with_state(|st| build(snap, limits, st));
+        let mut out = String::with_capacity(4096);
+        for f in &fams {
+            write_family(&mut out, f);
+        }
+        out
+    })
+}
+
+/// `/metrics`' text: [`render`] of the light snapshot (maintained state,
+/// see [`crate::snapshot::HeapDetail::Metrics`]), all of the work as
+/// leakscope's metadata, only the returned text the caller's.
+pub(crate) fn render_metrics(limits: &Limits) -> String {
+    crate::alloc::as_metadata(|| render_with(&crate::snapshot::metrics_snapshot(), limits))
+}
+
+/// Renders `/metrics` from a full snapshot and from the light one, back to
+/// back under one guard with nothing else in between, each into a buffer
+/// reserved before either runs (so both read the same metadata bytes).
+/// For the test that they are identical.
+pub(crate) fn render_both_paths() -> (String, String) {
+    crate::alloc::as_metadata(|| {
+        let limits = Limits::default();
+        let mut full = String::with_capacity(1 << 20);
+        let mut light = String::with_capacity(1 << 20);
+        full.push_str(&render_with(&crate::snapshot(), &limits));
+        light.push_str(&render_with(&crate::snapshot::metrics_snapshot(), &limits));
+        (full, light)
+    })
 }
 
 pub(super) fn write_family(out: &mut String, f: &Family) {

@@ -106,6 +106,7 @@ mod elf;
 mod modules;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -192,7 +193,7 @@ enum ObjState {
 
 /// The symbolizer's whole state (one per process, in [`STATE`]; tests make
 /// their own).
-struct Symbolizer {
+pub(crate) struct Symbolizer {
     budget: usize,
     entries: Vec<Entry>,
     /// glibc's load/unload counters when `entries` was listed.
@@ -413,21 +414,53 @@ fn demangle(raw: &[u8]) -> String {
     }
 }
 
-type State = Option<Symbolizer>;
+/// The process's symbolizer behind its mutex (`None` until first used).
+pub(crate) type State = Option<Symbolizer>;
 
 static STATE: Mutex<State> = Mutex::new(None);
 
-fn lock() -> MutexGuard<'static, State> {
+/// Locks the symbolizer. Never panics: a poisoned lock is used as is. Also
+/// taken by the forking thread across `fork()` (`alloc/fork.rs`, through
+/// `alloc/stack.rs`), before the sample tables.
+pub(crate) fn lock() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The last [`SymbolizerStats`] published (held bytes, budget,
+/// evictions), readable without the mutex, which a first-time parse can
+/// hold for a long time: see [`published`].
+static PUBLISHED: [AtomicU64; 3] = [
+    AtomicU64::new(0),
+    AtomicU64::new(DEFAULT_BUDGET as u64),
+    AtomicU64::new(0),
+];
 
 /// Runs `f` on the process's symbolizer, under the guard and the mutex.
 /// The caller must hold a [`Guard`] (everything `f` allocates or frees is
 /// leakscope metadata).
 fn with_state<R>(f: impl FnOnce(&mut Symbolizer) -> R) -> R {
     let mut st = lock();
+    run(&mut st, f)
+}
+
+fn run<R>(st: &mut State, f: impl FnOnce(&mut Symbolizer) -> R) -> R {
     let s = st.get_or_insert_with(|| Symbolizer::new(DEFAULT_BUDGET));
-    f(s)
+    let r = f(s);
+    let now = s.stats();
+    PUBLISHED[0].store(now.held_bytes, Ordering::Relaxed);
+    PUBLISHED[1].store(now.budget_bytes, Ordering::Relaxed);
+    PUBLISHED[2].store(now.evictions, Ordering::Relaxed);
+    r
+}
+
+/// `(held_bytes, budget_bytes, evictions)` as of the end of the last call
+/// into the symbolizer: three relaxed loads, never waits for the mutex.
+pub(crate) fn published() -> (u64, u64, u64) {
+    (
+        PUBLISHED[0].load(Ordering::Relaxed),
+        PUBLISHED[1].load(Ordering::Relaxed),
+        PUBLISHED[2].load(Ordering::Relaxed),
+    )
 }
 
 /// Symbolizes one instruction address (a return address minus one):
@@ -449,6 +482,26 @@ pub(crate) fn resolve_many(pcs: &[usize]) -> Vec<Vec<Sym>> {
     drop(guarded);
     drop(g);
     out
+}
+
+/// Like [`resolve_many`], but only if the symbolizer is free right now:
+/// `None` when another thread holds it (a first-time parse can take tens
+/// of milliseconds; a caller that must not stall answers without it).
+pub(crate) fn try_resolve_many(pcs: &[usize]) -> Option<Vec<Vec<Sym>>> {
+    let g = Guard::enter();
+    let mut st = match STATE.try_lock() {
+        Ok(st) => st,
+        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return None,
+    };
+    let guarded = run(&mut st, |s| s.resolve_batch(pcs));
+    drop(st);
+    drop(g);
+    let out = guarded.clone();
+    let g = Guard::enter();
+    drop(guarded);
+    drop(g);
+    Some(out)
 }
 
 /// What the symbolizer holds and has done.

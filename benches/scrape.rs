@@ -1,0 +1,99 @@
+//! What a scrape costs on a service-sized state: `/metrics` and
+//! `/debug/pprof/heap` through the debug server's handler
+//! ([`leakscope::server::route`]), with ~3000 distinct sampled stacks and
+//! ~100k live samples in the tables (sample rate 1, real allocations made
+//! by this process through the tracking allocator).
+//!
+//! Every stack is symbolized once before measuring (the steady state of a
+//! service scraped every second: the first scrape of a new stack pays its
+//! symbolization, later ones do not).
+//!
+//! `cargo bench --bench scrape -- --warm-up-time 1 --measurement-time 5`
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use leakscope::TrackingAllocator;
+
+#[global_allocator]
+static GLOBAL: TrackingAllocator = TrackingAllocator::system();
+
+/// Distinct stacks: each is a path of `LEVELS` binary choices.
+const LEVELS: u32 = 12;
+const STACKS: u32 = 3000;
+/// Live blocks per stack: 3000 × 33 = 99 000 live samples.
+const PER_STACK: usize = 33;
+
+#[inline(never)]
+fn left(i: u32, level: u32, out: &mut Vec<Box<[u8]>>) {
+    step(i, level + 1, out);
+    black_box(());
+}
+
+#[inline(never)]
+fn right(i: u32, level: u32, out: &mut Vec<Box<[u8]>>) {
+    step(i, level + 1, out);
+    black_box(());
+}
+
+#[inline(never)]
+fn step(i: u32, level: u32, out: &mut Vec<Box<[u8]>>) {
+    if level == LEVELS {
+        leaf(i, out);
+    } else if i >> level & 1 == 0 {
+        left(i, level, out);
+    } else {
+        right(i, level, out);
+    }
+}
+
+#[inline(never)]
+fn leaf(i: u32, out: &mut Vec<Box<[u8]>>) {
+    for k in 0..PER_STACK {
+        out.push(vec![0u8; 64 + (i as usize + k) % 512].into_boxed_slice());
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    leakscope::set_sample_rate(1);
+    let mut live = Vec::with_capacity(STACKS as usize * PER_STACK);
+    for i in 0..STACKS {
+        step(i, 0, &mut live);
+    }
+    leakscope::set_sample_rate(0);
+    let st = leakscope::heap_stats();
+    let t = Instant::now();
+    let first = leakscope::server::route("/metrics", "");
+    eprintln!(
+        "state: {} live samples, {} samples, {} dropped; first /metrics {:?} ({} bytes)",
+        st.live_samples,
+        st.samples,
+        st.dropped_samples,
+        t.elapsed(),
+        first.body.len()
+    );
+    let t = Instant::now();
+    let heap = leakscope::server::route("/debug/pprof/heap", "");
+    eprintln!(
+        "first /debug/pprof/heap {:?} ({} bytes)",
+        t.elapsed(),
+        heap.body.len()
+    );
+    c.bench_function("route /metrics (3000 stacks, 100k live samples)", |b| {
+        b.iter(|| black_box(leakscope::server::route("/metrics", "")))
+    });
+    c.bench_function(
+        "route /debug/pprof/heap (3000 stacks, 100k live samples)",
+        |b| b.iter(|| black_box(leakscope::server::route("/debug/pprof/heap", ""))),
+    );
+    eprintln!("after: {:?}", leakscope::heap_stats());
+    drop(live);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = bench
+}
+criterion_main!(benches);
