@@ -16,7 +16,9 @@
 //!    a slot frees, or evict one connection that is           │
 //!    not busy and was admitted ≥ 200 ms ago:                 │
 //!    fresh (sent nothing) first, then in-head, oldest first ─┤
-//!    nothing to evict by then ──► "503", close               │
+//!    nothing to evict by then: one of 4 scrape slots ────────┤
+//!      (it serves /metrics only: anything else ► 503)        │
+//!    no scrape slot free either ──► "503", close             │
 //!                                                            ▼
 //!  [fresh] hyper http1: head ≤ 16 KiB, ≤ 64 headers, within header_timeout
 //!  [head]       │ (431 / 400 / close, by hyper)
@@ -24,7 +26,7 @@
 //!  [busy]  method, body, Host, token checks (405 / 413 / 403 / 401)
 //!               │
 //!               ▼
-//!  worker permit (≤ workers) ──► spawn_blocking(handler) ──► body
+//!  worker permit (≤ workers; /metrics has its own) ──► spawn_blocking(handler) ──► body
 //!               │
 //!               ▼
 //!  body ≤ 256 KiB, or fits the response byte budget? ──no──► 503 + Retry-After
@@ -44,9 +46,13 @@
 //! give way to a scrape within the 200 ms grace (which in turn keeps a
 //! connection that has just arrived from being evicted before it could send
 //! its head). Busy connections are never evicted; they are bounded by the
-//! workers, the request timeout and the response byte budget, and when all
-//! slots are busy a new connection gets `503` after waiting 500 ms. An
-//! evicted connection is closed without an answer. Details in
+//! workers, the request timeout and the response byte budget. When all
+//! slots are busy (say, 64 complete requests for heavy routes queued for
+//! the workers), a new connection that waited 500 ms takes one of four
+//! *scrape slots* kept aside, which answer `/metrics` and nothing else
+//! (`503` for any other path); with those taken too, it gets `503`. A
+//! `/metrics` request also has a worker of its own, so it never queues
+//! behind heavy renders. An evicted connection is closed without an answer. Details in
 //! `listener/admission.rs`; [`Server::stats`] counts evictions and
 //! refusals.
 //!
@@ -234,6 +240,25 @@ struct Shared {
     conns: Arc<Semaphore>,
     rejects: Arc<Semaphore>,
     workers: Arc<Semaphore>,
+    /// Connection slots beyond the cap, for `/metrics` only.
+    scrape_slots: Arc<Semaphore>,
+    /// The worker `/metrics` runs on, beside the general ones.
+    scrape_worker: Arc<Semaphore>,
+}
+
+/// The path a scrape asks for: served from its own worker and, when every
+/// connection slot is busy, from [`SCRAPE_SLOTS`] slots kept aside for it.
+const SCRAPE_PATH: &str = "/metrics";
+/// Connection slots kept aside for scrapes, beyond `max_connections`.
+const SCRAPE_SLOTS: usize = 4;
+
+/// Which requests a connection may make.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Admitted {
+    /// A regular slot: any path.
+    Any,
+    /// A scrape slot: [`SCRAPE_PATH`] only.
+    ScrapeOnly,
 }
 
 /// Most connections being turned away with a `503` at once.
@@ -289,7 +314,8 @@ pub(crate) fn start(
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_io()
                     .enable_time()
-                    .max_blocking_threads(workers)
+                    // The general workers plus the scrape's own.
+                    .max_blocking_threads(workers + 1)
                     .thread_name("leakscope-http-worker")
                     .on_thread_start(crate::alloc::guard::enter_for_thread)
                     .build()?;
@@ -322,6 +348,8 @@ pub(crate) fn start(
                 conns: Arc::new(Semaphore::new(cfg.max_connections)),
                 rejects: Arc::new(Semaphore::new(MAX_REJECTS)),
                 workers: Arc::new(Semaphore::new(cfg.workers)),
+                scrape_slots: Arc::new(Semaphore::new(SCRAPE_SLOTS)),
+                scrape_worker: Arc::new(Semaphore::new(1)),
                 cfg,
                 handler,
             });
@@ -381,7 +409,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Arc<Stop>
         let _ = stream.set_nodelay(true);
         match shared.conns.clone().try_acquire_owned() {
             Ok(permit) => {
-                tokio::spawn(serve_conn(stream, permit, shared.clone()));
+                tokio::spawn(serve_conn(stream, permit, shared.clone(), Admitted::Any));
             }
             Err(_) => {
                 // At the connection cap: wait for a slot (evicting a
@@ -408,10 +436,16 @@ async fn admit_at_cap(
     loop {
         if let Ok(permit) = shared.conns.clone().try_acquire_owned() {
             drop(waiting);
-            return serve_conn(stream, permit, shared).await;
+            return serve_conn(stream, permit, shared, Admitted::Any).await;
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
+            // Every slot busy: a scrape slot, if one is free, so that
+            // `/metrics` still answers.
+            if let Ok(permit) = shared.scrape_slots.clone().try_acquire_owned() {
+                drop(waiting);
+                return serve_conn(stream, permit, shared, Admitted::ScrapeOnly).await;
+            }
             shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return reject(stream, waiting).await;
         }
@@ -430,7 +464,7 @@ async fn admit_at_cap(
             tokio::time::timeout_at(wake, shared.conns.clone().acquire_owned()).await
         {
             drop(waiting);
-            return serve_conn(stream, permit, shared).await;
+            return serve_conn(stream, permit, shared, Admitted::Any).await;
         }
     }
 }
@@ -441,6 +475,7 @@ async fn serve_conn(
     stream: tokio::net::TcpStream,
     permit: OwnedSemaphorePermit,
     shared: Arc<Shared>,
+    admitted: Admitted,
 ) {
     let _permit = permit;
     let reg = shared.slots.register();
@@ -456,7 +491,7 @@ async fn serve_conn(
     let svc = service_fn(move |req| {
         let s = svc_shared.clone();
         svc_slot.busy();
-        async move { Ok::<_, Infallible>(respond(req, &s, handler_deadline).await) }
+        async move { Ok::<_, Infallible>(respond(req, &s, handler_deadline, admitted).await) }
     });
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
@@ -527,6 +562,7 @@ async fn respond(
     req: hyper::Request<Incoming>,
     s: &Shared,
     deadline: Option<tokio::time::Instant>,
+    admitted: Admitted,
 ) -> HttpResponse {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return to_http(Response::error(405, "only GET and HEAD are served"))
@@ -576,10 +612,22 @@ async fn respond(
             return r;
         }
     }
+    let scrape = req.uri().path() == SCRAPE_PATH;
+    if admitted == Admitted::ScrapeOnly && !scrape {
+        s.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        return http(
+            Response::error(
+                503,
+                "too many connections: the slots kept aside serve /metrics only",
+            )
+            .with_header("retry-after", "1"),
+        );
+    }
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let work = async {
-        let permit = match s.workers.clone().acquire_owned().await {
+        let workers = if scrape { &s.scrape_worker } else { &s.workers };
+        let permit = match workers.clone().acquire_owned().await {
             Ok(p) => p,
             Err(_) => return Response::error(503, "server is shutting down"),
         };
@@ -757,15 +805,20 @@ mod tests {
         });
     }
 
-    #[test]
-    fn busy_connections_are_never_evicted_the_next_one_gets_503() {
+    /// A server with `max_connections(2)` and `workers(2)` whose handler
+    /// blocks every path but `/metrics` until `release` (at most 10 s), and
+    /// two such requests in flight: every regular slot and worker is busy.
+    fn two_busy_requests(
+        release: &Arc<AtomicBool>,
+    ) -> (Server, SocketAddr, Vec<std::thread::JoinHandle<String>>) {
         use std::sync::atomic::AtomicUsize;
-        let release = Arc::new(AtomicBool::new(false));
         let entered = Arc::new(AtomicUsize::new(0));
         let (r, e) = (release.clone(), entered.clone());
-        let handler: Handler = Arc::new(move |_: &str, _: &str| {
+        let handler: Handler = Arc::new(move |path: &str, _: &str| {
+            if path == SCRAPE_PATH {
+                return Response::ok(TEXT, "metrics");
+            }
             e.fetch_add(1, Ordering::SeqCst);
-            // Bounded: at most 10 s.
             for _ in 0..1000 {
                 if r.load(Ordering::SeqCst) {
                     break;
@@ -778,7 +831,6 @@ mod tests {
         let b = ServerBuilder::new().workers(2).max_connections(2);
         let srv = start(&addrs, b, handler).expect("start");
         let addr = srv.local_addr();
-        // Two requests in flight, both in the handler.
         let busy: Vec<_> = (0..2)
             .map(|_| std::thread::spawn(move || ask(addr, "/")))
             .collect();
@@ -793,9 +845,16 @@ mod tests {
         std::thread::sleep(Duration::from_millis(
             2 * admission::GRACE.as_millis() as u64,
         ));
+        (srv, addr, busy)
+    }
+
+    #[test]
+    fn busy_connections_are_never_evicted_the_next_one_gets_503() {
+        let release = Arc::new(AtomicBool::new(false));
+        let (srv, addr, busy) = two_busy_requests(&release);
         let r = ask(addr, "/");
         assert!(r.starts_with("HTTP/1.1 503"), "{r}");
-        assert!(r.ends_with("too many connections\n"), "{r}");
+        assert!(r.contains("too many connections"), "{r}");
         assert_eq!(srv.stats().rejected, 1);
         assert_eq!(srv.stats().evicted, 0);
         release.store(true, Ordering::SeqCst);
@@ -804,6 +863,25 @@ mod tests {
             assert!(r.starts_with("HTTP/1.1 200"), "{r}");
         }
         assert!(ask(addr, "/").starts_with("HTTP/1.1 200"));
+    }
+
+    #[test]
+    fn a_scrape_is_answered_when_every_slot_and_worker_is_busy() {
+        let release = Arc::new(AtomicBool::new(false));
+        let (srv, addr, busy) = two_busy_requests(&release);
+        // Every regular slot holds a request in a handler, and both general
+        // workers are taken: the scrape comes in through a scrape slot and
+        // runs on the scrape's own worker.
+        for _ in 0..3 {
+            let r = ask(addr, "/metrics");
+            assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+            assert!(r.ends_with("metrics"), "{r}");
+        }
+        assert_eq!(srv.stats().rejected, 0);
+        release.store(true, Ordering::SeqCst);
+        for c in busy {
+            assert!(c.join().expect("client").starts_with("HTTP/1.1 200"));
+        }
     }
 
     #[test]
