@@ -130,8 +130,10 @@ fn non_reading_clients_of_the_heaviest_route_are_bounded() {
         body as f64 / MIB as f64,
         base as f64 / MIB as f64
     );
+    // Big enough that 64 bodies held at once (64 x 6 = 384 MiB) would be
+    // far past the bound below (about 80 MiB at this size).
     assert!(
-        body >= 8 * MIB,
+        body >= 6 * MIB,
         "snapshot too small for the test: {body} bytes"
     );
 
