@@ -28,6 +28,10 @@
 #   SECS=10 ROUNDS=1 scripts/bench-service.sh    # a quick check
 #   RATE=3000 scripts/bench-service.sh           # a fixed rate
 #   VARIANTS="system tracking tracking:scraped" scripts/bench-service.sh
+#   SPIN=1 scripts/bench-service.sh              # generator spins (quiet machine)
+#
+# The generator reports how late it was itself at its due times; runs where
+# that p99 exceeds 0.5 ms are listed under the table (a busy machine).
 #
 # Results: target/bench-service/results.jsonl (one JSON line per run) and
 # the servers' output beside it.
@@ -51,14 +55,16 @@ cargo build --release --example svc_system --example svc_tracking \
 srv_pin=()
 gen_pin=()
 spin=()
+# SPIN=1: the generator spins before each due time (on time to microseconds,
+# but only on a quiet machine; see examples/svc/loadgen.rs).
+if [ "${SPIN:-0}" = 1 ]; then
+    spin=(--spin)
+fi
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
     srv_pin=(taskset -c 0)
     gen_pin=(taskset -c 1)
     pinning="server on CPU 0, generator on CPU 1"
 else
-    # One CPU (or no taskset): the generator must not spin on the
-    # server's CPU.
-    spin=(--no-spin)
     pinning="not pinned ($(nproc) CPU(s)$(command -v taskset >/dev/null 2>&1 || echo ', no taskset'))"
 fi
 
@@ -196,6 +202,14 @@ if rounds > 1:
     for l in labels:
         print(f"  {l:<26} " + "  ".join(
             f"{x['p99_us'] / 1e3:.2f}, {f(x['cpu_us_per_req'], '.1f')}" for x in by[l]))
+late = [f"{x['label']} (round {i + 1}): p99 {x['gen_late_p99_us'] / 1e3:.2f} ms, max {x['gen_late_max_us'] / 1e3:.1f} ms"
+        for l in labels for i, x in enumerate(by[l]) if x["gen_late_p99_us"] > 500]
+if late:
+    print()
+    print("warning: the generator itself was late at its due times (its CPU was busy), so these runs'"
+          " latencies are partly the generator's:")
+    for w in late:
+        print("  " + w)
 print()
 print("stalls: 100-ms windows (of the measured part) holding a request slower than 10 ms;"
       " x inner: CPU per request over the inner allocator's unscraped run of the same round"

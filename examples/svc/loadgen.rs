@@ -4,7 +4,7 @@
 //! ```text
 //! svc_loadgen --target 127.0.0.1:PORT --rate 2000 --secs 20 [--warmup 3]
 //!             [--conns 32] [--pid SERVER_PID] [--debug 127.0.0.1:PORT]
-//!             [--label NAME] [--json FILE] [--no-spin]
+//!             [--label NAME] [--json FILE] [--spin]
 //! svc_loadgen --target 127.0.0.1:PORT --max [--secs 3] [--conns 16]
 //! ```
 //!
@@ -14,15 +14,22 @@
 //! *scheduled* time to the end of the response, so a stall of the server
 //! counts for every request that was due during it (no coordinated
 //! omission). If every connection is busy the request waits, and that wait
-//! is part of its latency. The dispatcher spins (yielding to the runtime)
-//! for the last 2 ms before a due time, so sends are on time to a few
-//! microseconds; that keeps one CPU busy, so give the generator its own CPU,
-//! or pass `--no-spin` (1 ms timer resolution) when there is only one.
+//! is part of its latency. The due times come from a timer thread sleeping
+//! with a 1-ns timer slack (on time to tens of microseconds on an idle CPU,
+//! and cheap, so the scheduler of a busy machine treats the generator as a
+//! sleeper that runs when woken). `--spin` instead has the dispatcher spin
+//! (yielding to the runtime) for the last 2 ms before each due time: on
+//! time to a few microseconds when the generator has a CPU of its own, but
+//! on a busy machine the scheduler then treats it as a CPU hog and it runs
+//! late by tens of milliseconds.
 //!
 //! The first `--warmup` seconds are sent but not measured. Over the
 //! `--secs` measured seconds it reports latency percentiles, the achieved
 //! rate, errors, and how many of the 100-ms windows (by scheduled time)
-//! held a request slower than 10 ms. With `--pid`, the server's CPU time
+//! held a request slower than 10 ms, and how late the dispatcher itself was
+//! at its due times (its timer and its CPU): when that is more than a
+//! fraction of a millisecond, the generator, not the server, shaped the
+//! latencies. With `--pid`, the server's CPU time
 //! (`utime + stime` of `/proc/PID/stat`, all threads) over the measured
 //! part divided by the requests completed in it, and its peak RSS
 //! (`VmHWM`). With `--debug`, scrapes leakscope's debug server as a canary
@@ -70,7 +77,7 @@ fn usage(msg: &str) -> ! {
     eprintln!("svc_loadgen: {msg}");
     eprintln!(
         "usage: svc_loadgen --target HOST:PORT (--rate N | --max) [--secs S] [--warmup S] \
-         [--conns N] [--pid PID] [--debug HOST:PORT] [--label NAME] [--json FILE] [--no-spin]"
+         [--conns N] [--pid PID] [--debug HOST:PORT] [--label NAME] [--json FILE] [--spin]"
     );
     std::process::exit(2);
 }
@@ -94,7 +101,7 @@ fn parse_args() -> Args {
         debug: None,
         label: String::from("run"),
         json: None,
-        spin: true,
+        spin: false,
     };
     let mut target = None;
     let mut conns = None;
@@ -122,7 +129,7 @@ fn parse_args() -> Args {
             "--debug" => a.debug = Some(resolve(&val("--debug"))),
             "--label" => a.label = val("--label"),
             "--json" => a.json = Some(val("--json")),
-            "--no-spin" => a.spin = false,
+            "--spin" => a.spin = true,
             _ => usage(&format!("unknown argument {flag:?}")),
         }
     }
@@ -336,13 +343,29 @@ async fn conn_task(
     }
 }
 
-/// Waits until `t`: a timer sleep while more than 2 ms are left, then
-/// yields to the runtime (which polls the sockets) until `t`.
-async fn wait_until(t: Instant, spin: bool) {
-    if !spin {
-        tokio::time::sleep_until(t.into()).await;
-        return;
+/// Sends `i` at `start + i * period` for every `i < n`, from its own
+/// thread, sleeping in between with the finest timer slack.
+fn ticker(start: Instant, period: f64, n: u64, tx: mpsc::UnboundedSender<u64>) {
+    // SAFETY: PR_SET_TIMERSLACK takes a number and only changes the timer
+    // slack of the calling thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
+    for i in 0..n {
+        let due = start + Duration::from_secs_f64(i as f64 * period);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        if tx.send(i).is_err() {
+            return;
+        }
+    }
+}
+
+/// Waits until `t` by spinning: a timer sleep while more than 2 ms are
+/// left, then yields to the runtime (which polls the sockets) until `t`.
+async fn spin_until(t: Instant) {
     loop {
         let now = Instant::now();
         if now >= t {
@@ -365,6 +388,9 @@ struct Record {
     /// Slowest latency (any outcome) per 100-ms window of due times.
     window_max: Vec<Duration>,
     errors: u64,
+    /// How late the dispatcher itself was at each measured due time (its
+    /// timer and its CPU, before waiting for a free connection), in ns.
+    late_ns: Vec<u64>,
     /// Completions of any request between the two CPU readings.
     completed_in_cpu_span: u64,
     last_end: Option<Instant>,
@@ -594,9 +620,29 @@ async fn run_rate(a: &Args) {
         }
     };
 
+    let mut ticks = if a.spin {
+        None
+    } else {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let n = warm_n + meas_n;
+        std::thread::spawn(move || ticker(start, period, n, tx));
+        Some(rx)
+    };
     for i in 0..warm_n + meas_n {
         let due = start + Duration::from_secs_f64(i as f64 * period);
-        wait_until(due, a.spin).await;
+        match &mut ticks {
+            None => spin_until(due).await,
+            Some(rx) => {
+                // The ticker sends every i in order, then hangs up.
+                if rx.recv().await.is_none() {
+                    break;
+                }
+            }
+        }
+        if i >= warm_n {
+            rec.late_ns
+                .push(Instant::now().saturating_duration_since(due).as_nanos() as u64);
+        }
         if i == warm_n {
             cpu_start = a.pid.and_then(cpu_secs);
             counting = true;
@@ -638,6 +684,9 @@ async fn run_rate(a: &Args) {
         .last_end
         .map_or(a.secs, |e| e.duration_since(t0).as_secs_f64().max(a.secs));
     let stalls = rec.window_max.iter().filter(|m| **m > STALL).count();
+    let mut late = std::mem::take(&mut rec.late_ns);
+    late.sort_unstable();
+    let round2 = |x: f64| (x * 100.0).round() / 100.0;
     let cpu = match (cpu_start, cpu_end) {
         (Some(s), Some(e)) => Some(e - s),
         _ => None,
@@ -657,8 +706,12 @@ async fn run_rate(a: &Args) {
         "p999_us": pct(&lat, 0.999),
         "max_us": pct(&lat, 1.0),
         "stall_windows": stalls,
+        "window_max_ms": rec.window_max.iter().map(|m| round2(m.as_secs_f64() * 1e3)).collect::<Vec<_>>(),
+        "gen_late_p99_us": pct(&late, 0.99),
+        "gen_late_max_us": pct(&late, 1.0),
         "windows": n_windows,
         "server_cpu_s": cpu,
+        "server_cpu_pct": cpu.map(|c| round2(c * 100.0 / span)),
         "cpu_us_per_req": cpu_us_per_req,
         "vm_hwm_kib": hwm,
         "metrics": scrape_summary(&metrics),
@@ -676,11 +729,18 @@ async fn run_rate(a: &Args) {
         pct(&lat, 0.999) / 1e3,
         pct(&lat, 1.0) / 1e3,
     );
+    println!(
+        "{}: generator late at its due times by p99 {:.3} ms, max {:.3} ms",
+        a.label,
+        pct(&late, 0.99) / 1e3,
+        pct(&late, 1.0) / 1e3
+    );
     if let Some(c) = cpu_us_per_req {
+        let c_s = cpu.unwrap_or(0.0);
         println!(
-            "{}: server CPU {:.2} s, {c:.1} us/request; peak RSS {} KiB",
+            "{}: server CPU {c_s:.2} s ({:.0}% of one CPU), {c:.1} us/request; peak RSS {} KiB",
             a.label,
-            cpu.unwrap_or(0.0),
+            c_s * 100.0 / span,
             hwm.map_or("?".into(), |h| h.to_string())
         );
     }
