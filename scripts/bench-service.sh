@@ -158,6 +158,12 @@ for x in runs:
         labels.append(x["label"])
 by = {l: [x for x in runs if x["label"] == l] for l in labels}
 inner = {"tracking": "system", "tracking_jemalloc": "jemalloc"}
+def near_scrape(x):
+    """Stalled windows that overlap a scrape (from its start to 100 ms after its end)."""
+    spans = [(a, a + ms / 1e3 + 0.1) for k in ("metrics", "heap")
+             for a, ms in zip(x[k]["at_s"], x[k]["each_ms"])]
+    return sum(1 for w, m in enumerate(x["window_max_ms"]) if m > 10
+               and any(a < (w + 1) * 0.1 and w * 0.1 < b for a, b in spans))
 def med(v):
     v = [x for x in v if x is not None]
     return statistics.median(v) if v else None
@@ -166,7 +172,7 @@ def f(v, fmt):
 print()
 print(f"rate {rate}/s, {secs} s measured per run, {rounds} round(s); medians over rounds;"
       " latency in ms from the scheduled send time")
-hdr = (f"{'variant':<26} {'p50':>6} {'p99':>7} {'p99.9':>7} {'max':>7} {'stalls':>7}"
+hdr = (f"{'variant':<26} {'p50':>6} {'p99':>7} {'p99.9':>7} {'max':>7} {'stalls':>12}"
        f" {'CPU us/req':>10} {'x inner':>8} {'RSS MiB':>8} {'/metrics med/max ms':>20}"
        f" {'heap med/max ms':>16} {'errors':>6}")
 print(hdr)
@@ -192,8 +198,10 @@ for l in labels:
     rss = med([x["vm_hwm_kib"] for x in rs])
     ratio_s = f"{statistics.median(ratio):.3f}" if ratio else ""
     stalls_s = f"{stalls:g}/{rs[0]['windows']}"
+    if "+scraped" in l:
+        stalls_s += f" ({med([near_scrape(x) for x in rs]):g})"
     print(f"{l:<26} {ms('p50_us', '.3f'):>6} {ms('p99_us', '.2f'):>7} {ms('p999_us', '.2f'):>7}"
-          f" {ms('max_us', '.1f'):>7} {stalls_s:>7} {f(med([x['cpu_us_per_req'] for x in rs]), '.1f'):>10}"
+          f" {ms('max_us', '.1f'):>7} {stalls_s:>12} {f(med([x['cpu_us_per_req'] for x in rs]), '.1f'):>10}"
           f" {ratio_s:>8} {f(rss and rss / 1024, '.1f'):>8} {scr('metrics'):>20} {scr('heap'):>16}"
           f" {sum(x['errors'] for x in rs):>6}")
 if rounds > 1:
@@ -211,7 +219,8 @@ if late:
     for w in late:
         print("  " + w)
 print()
-print("stalls: 100-ms windows (of the measured part) holding a request slower than 10 ms;"
+print("stalls: 100-ms windows (of the measured part) holding a request slower than 10 ms"
+      " (in parentheses: those overlapping a scrape or the 100 ms after it);"
       " x inner: CPU per request over the inner allocator's unscraped run of the same round"
       " (tracking over system, tracking_jemalloc over jemalloc); RSS: peak (VmHWM);"
       " scrapes: median and max over every scrape of every round, timed from connect to last byte.")

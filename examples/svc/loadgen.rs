@@ -598,6 +598,7 @@ async fn run_rate(a: &Args) {
         ..Record::default()
     };
     let mut cpu_start = None;
+    let mut gen_cpu_start = None;
     let mut counting = false;
     let handle = |d: Done, pool: &mut Pool, rec: &mut Record, counting: bool| {
         pool.finish(&d);
@@ -645,6 +646,7 @@ async fn run_rate(a: &Args) {
         }
         if i == warm_n {
             cpu_start = a.pid.and_then(cpu_secs);
+            gen_cpu_start = cpu_secs(std::process::id());
             counting = true;
         }
         while let Ok(d) = pool.done.try_recv() {
@@ -671,6 +673,10 @@ async fn run_rate(a: &Args) {
     }
     rec.errors += pool.outstanding as u64;
     let cpu_end = a.pid.and_then(cpu_secs);
+    let gen_cpu = match (gen_cpu_start, cpu_secs(std::process::id())) {
+        (Some(s), Some(e)) => Some(e - s),
+        _ => None,
+    };
     let hwm = a.pid.and_then(vm_hwm_kib);
     let (metrics, heap) = match scrapers {
         Some((m, h)) => (m.join().unwrap_or_default(), h.join().unwrap_or_default()),
@@ -712,6 +718,7 @@ async fn run_rate(a: &Args) {
         "windows": n_windows,
         "server_cpu_s": cpu,
         "server_cpu_pct": cpu.map(|c| round2(c * 100.0 / span)),
+        "gen_cpu_us_per_req": gen_cpu.map(|c| c * 1e6 / rec.completed_in_cpu_span.max(1) as f64),
         "cpu_us_per_req": cpu_us_per_req,
         "vm_hwm_kib": hwm,
         "metrics": scrape_summary(&metrics),
@@ -730,10 +737,11 @@ async fn run_rate(a: &Args) {
         pct(&lat, 1.0) / 1e3,
     );
     println!(
-        "{}: generator late at its due times by p99 {:.3} ms, max {:.3} ms",
+        "{}: generator late at its due times by p99 {:.3} ms, max {:.3} ms; its CPU {:.1} us/request",
         a.label,
         pct(&late, 0.99) / 1e3,
-        pct(&late, 1.0) / 1e3
+        pct(&late, 1.0) / 1e3,
+        gen_cpu.map_or(0.0, |c| c * 1e6 / rec.completed_in_cpu_span.max(1) as f64)
     );
     if let Some(c) = cpu_us_per_req {
         let c_s = cpu.unwrap_or(0.0);
