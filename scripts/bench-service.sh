@@ -28,7 +28,7 @@
 #   SECS=10 ROUNDS=1 scripts/bench-service.sh    # a quick check
 #   RATE=3000 scripts/bench-service.sh           # a fixed rate
 #   VARIANTS="system tracking tracking:scraped" scripts/bench-service.sh
-#   SPIN=1 scripts/bench-service.sh              # generator spins (quiet machine)
+#   SPIN=0 scripts/bench-service.sh              # generator sleeps (busy machine)
 #
 # The generator reports how late it was itself at its due times; runs where
 # that p99 exceeds 0.5 ms are listed under the table (a busy machine).
@@ -49,24 +49,38 @@ bin="target/release/examples"
 rm -rf "$out"
 mkdir -p "$out"
 
-cargo build --release --example svc_system --example svc_tracking \
-    --example svc_jemalloc --example svc_tracking_jemalloc --example svc_loadgen
-
 srv_pin=()
 gen_pin=()
 spin=()
-# SPIN=1: the generator spins before each due time (on time to microseconds,
-# but only on a quiet machine; see examples/svc/loadgen.rs).
-if [ "${SPIN:-0}" = 1 ]; then
-    spin=(--spin)
-fi
+# The generator's clock (see examples/svc/loadgen.rs): SPIN=1 spins before
+# each due time (on time to microseconds and cheapest per request, but only
+# on a quiet machine: a busy one's scheduler runs a spinning process late),
+# SPIN=0 sleeps on a timer thread (on time to tens of microseconds, one
+# wake-up per request). SPIN=auto (the default): spin when the generator
+# has a CPU of its own and the 1-minute load average (read before the
+# build) is below 1.
+SPIN="${SPIN:-auto}"
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
     srv_pin=(taskset -c 0)
     gen_pin=(taskset -c 1)
     pinning="server on CPU 0, generator on CPU 1"
+    if [ "$SPIN" = auto ]; then
+        SPIN=$(awk '{ print ($1 < 1.0) ? 1 : 0 }' /proc/loadavg)
+    fi
 else
     pinning="not pinned ($(nproc) CPU(s)$(command -v taskset >/dev/null 2>&1 || echo ', no taskset'))"
+    if [ "$SPIN" = auto ]; then
+        SPIN=0
+    fi
 fi
+clock="timer thread"
+if [ "$SPIN" = 1 ]; then
+    spin=(--spin)
+    clock="spinning"
+fi
+
+cargo build --release --example svc_system --example svc_tracking \
+    --example svc_jemalloc --example svc_tracking_jemalloc --example svc_loadgen
 
 server_pid=""
 cleanup() {
@@ -102,13 +116,19 @@ start_server() {
     debug_addr=$(sed -n 's|^debug on http://||p' "$log")
 }
 
-echo "bench-service: $(nproc) CPU(s), $pinning; load:$(uptime | sed 's/.*load average//')"
+echo "bench-service: $(nproc) CPU(s), $pinning, generator clock: $clock (SPIN=$SPIN); load:$(uptime | sed 's/.*load average//')"
 
 if [ -z "$RATE" ]; then
     start_server system max
-    max=$("${gen_pin[@]}" "$bin/svc_loadgen" --target "$svc_addr" --max --secs 3 --conns 16 |
-        sed -n 's/^max_rate=\([0-9]*\).*/\1/p')
+    line=$("${gen_pin[@]}" "$bin/svc_loadgen" --target "$svc_addr" --max --secs 3 --conns 16 \
+        --pid "$server_pid" | grep '^max_rate=' || true)
     cleanup
+    echo "bench-service: $line"
+    max=$(sed -n 's/^max_rate=\([0-9]*\).*/\1/p' <<<"$line")
+    gen_pct=$(sed -n 's/.*generator_cpu_pct=\([0-9]*\).*/\1/p' <<<"$line")
+    if [ -n "$gen_pct" ] && [ "$gen_pct" -ge 90 ]; then
+        echo "bench-service: warning: the generator used ${gen_pct}% of its CPU, so this maximum may be the generator's; set RATE" >&2
+    fi
     if [ -z "$max" ] || [ "$max" -le 0 ]; then
         echo "bench-service: could not measure the maximum rate" >&2
         exit 1

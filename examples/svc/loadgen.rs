@@ -39,7 +39,8 @@
 //!
 //! `--max` instead runs closed-loop (each connection sends as soon as its
 //! last answer arrived) for `--secs` seconds and prints `max_rate=N`, the
-//! completed requests per second after the first second.
+//! completed requests per second after the first second, with the CPU
+//! shares of the server (`--pid`) and of the generator over that part.
 //!
 //! The request bodies are 1–2 KiB JSON orders; half of the keys come from a
 //! hot set of 2,000 and half from 50,000, so the service's 4,096-entry cache
@@ -47,6 +48,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream as StdTcpStream, ToSocketAddrs};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -169,19 +171,28 @@ const WORDS: [&str; 8] = [
     "sample",
 ];
 
-/// Writes one `POST /work` request (head and a 1–2 KiB JSON body) to `out`.
-fn build_request(rng: &mut Rng, seq: u64, body: &mut String, out: &mut Vec<u8>) {
+/// A ready `POST /work` request (head and a 1–2 KiB JSON body) whose
+/// request id (20 bytes, right-aligned after blanks, which JSON allows) and
+/// key digits (5 bytes) are patched in per request, so the generator does
+/// not spend its CPU formatting JSON.
+struct Template {
+    bytes: Vec<u8>,
+    id_at: usize,
+    key_at: usize,
+}
+
+/// How many distinct templates the connections draw from.
+const TEMPLATES: usize = 512;
+
+fn template(rng: &mut Rng) -> Template {
     use std::fmt::Write as _;
-    body.clear();
-    let key = if rng.below(2) == 0 {
-        rng.below(2_000)
-    } else {
-        rng.below(50_000)
-    };
+    let mut body = String::new();
     let _ = write!(
         body,
-        r#"{{"request_id":{seq},"user":"user-{:05}","key":"k-{key:05}","region":"{}","items":["#,
+        r#"{{"request_id":{:>20},"user":"user-{:05}","key":"k-{:05}","region":"{}","items":["#,
+        0,
         rng.below(100_000),
+        0,
         REGIONS[rng.below(4) as usize],
     );
     let items = 9 + rng.below(7);
@@ -213,13 +224,44 @@ fn build_request(rng: &mut Rng, seq: u64, body: &mut String, out: &mut Vec<u8>) 
         );
     }
     body.push_str("]}");
-    out.clear();
-    let _ = write!(
-        out,
+    let head = format!(
         "POST /work HTTP/1.1\r\nhost: svc\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
-    out.extend_from_slice(body.as_bytes());
+    let id_at = head.len() + body.find(r#""request_id":"#).expect("written above") + 13;
+    let key_at = head.len() + body.find(r#""key":"k-"#).expect("written above") + 9;
+    Template {
+        bytes: [head.as_bytes(), body.as_bytes()].concat(),
+        id_at,
+        key_at,
+    }
+}
+
+/// Writes `v` right-aligned into `field`, filling the rest with `pad`.
+fn put_num(field: &mut [u8], mut v: u64, pad: u8) {
+    for (i, b) in field.iter_mut().rev().enumerate() {
+        *b = if v > 0 || i == 0 {
+            b'0' + (v % 10) as u8
+        } else {
+            pad
+        };
+        v /= 10;
+    }
+}
+
+/// Writes request `seq` to `out`: a template with its id and a key patched
+/// in. Half of the keys come from a hot set of 2,000, half from 50,000.
+fn build_request(rng: &mut Rng, templates: &[Template], seq: u64, out: &mut Vec<u8>) {
+    let t = &templates[rng.below(templates.len() as u64) as usize];
+    let key = if rng.below(2) == 0 {
+        rng.below(2_000)
+    } else {
+        rng.below(50_000)
+    };
+    out.clear();
+    out.extend_from_slice(&t.bytes);
+    put_num(&mut out[t.id_at..t.id_at + 20], seq, b' ');
+    put_num(&mut out[t.key_at..t.key_at + 5], key, b'0');
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -316,14 +358,15 @@ struct Done {
 async fn conn_task(
     id: usize,
     addr: SocketAddr,
+    templates: Rc<[Template]>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     done: mpsc::UnboundedSender<Done>,
 ) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) << 17));
-    let (mut body, mut req, mut buf) = (String::new(), Vec::new(), Vec::new());
+    let (mut req, mut buf) = (Vec::new(), Vec::new());
     let mut conn = connect(addr).await.ok();
     while let Some(job) = jobs.recv().await {
-        build_request(&mut rng, job.seq, &mut body, &mut req);
+        build_request(&mut rng, &templates, job.seq, &mut req);
         let ok = match exchange(&mut conn, addr, &req, &mut buf).await {
             Ok(status) => status == 200,
             Err(_) => {
@@ -405,11 +448,14 @@ struct Pool {
 
 impl Pool {
     fn new(addr: SocketAddr, n: usize) -> Pool {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let templates: Rc<[Template]> = (0..TEMPLATES).map(|_| template(&mut rng)).collect();
         let (done_tx, done) = mpsc::unbounded_channel();
         let mut jobs = Vec::with_capacity(n);
         for id in 0..n {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::task::spawn_local(conn_task(id, addr, rx, done_tx.clone()));
+            let t = Rc::clone(&templates);
+            tokio::task::spawn_local(conn_task(id, addr, t, rx, done_tx.clone()));
             jobs.push(tx);
         }
         Pool {
@@ -546,10 +592,14 @@ async fn run_max(a: &Args) {
     let from = start + Duration::from_secs(1).min(Duration::from_secs_f64(a.secs / 2.0));
     let end = start + Duration::from_secs_f64(a.secs);
     let (mut counted, mut errors, mut seq) = (0u64, 0u64, 0u64);
+    let mut cpu_from = None;
     loop {
         let now = Instant::now();
         if now >= end {
             break;
+        }
+        if now >= from && cpu_from.is_none() {
+            cpu_from = Some((a.pid.and_then(cpu_secs), cpu_secs(std::process::id())));
         }
         if let Some(c) = pool.idle.pop() {
             pool.send(c, Job { seq, due: now });
@@ -568,8 +618,21 @@ async fn run_max(a: &Args) {
             }
         }
     }
-    let rate = counted as f64 / end.duration_since(from).as_secs_f64();
-    println!("max_rate={rate:.0} errors={errors} conns={}", a.conns);
+    let secs = end.duration_since(from).as_secs_f64();
+    let rate = counted as f64 / secs;
+    // CPU shares over the counted part: a generator near 100% means the
+    // maximum is the generator's, not the server's.
+    let share = |start: Option<f64>, pid: Option<u32>| match (start, pid.and_then(cpu_secs)) {
+        (Some(s), Some(e)) => format!("{:.0}", (e - s) * 100.0 / secs),
+        _ => "?".to_string(),
+    };
+    let (srv0, gen0) = cpu_from.unwrap_or((None, None));
+    println!(
+        "max_rate={rate:.0} errors={errors} conns={} server_cpu_pct={} generator_cpu_pct={}",
+        a.conns,
+        share(srv0, a.pid),
+        share(gen0, Some(std::process::id()))
+    );
 }
 
 async fn run_rate(a: &Args) {
