@@ -116,7 +116,7 @@ start_server() {
     debug_addr=$(sed -n 's|^debug on http://||p' "$log")
 }
 
-echo "bench-service: $(nproc) CPU(s), $pinning, generator clock: $clock (SPIN=$SPIN); load:$(uptime | sed 's/.*load average//')"
+echo "bench-service: $(nproc) CPU(s), $pinning, generator clock: $clock (SPIN=$SPIN); load average$(uptime | sed 's/.*load average//')"
 
 if [ -z "$RATE" ]; then
     start_server system max
@@ -167,7 +167,7 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
-echo "bench-service: done; load:$(uptime | sed 's/.*load average//')"
+echo "bench-service: done; load average$(uptime | sed 's/.*load average//')"
 python3 - "$out/results.jsonl" "$RATE" "$SECS" "$ROUNDS" <<'PY'
 import json, statistics, sys
 path, rate, secs, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
