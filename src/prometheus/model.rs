@@ -81,13 +81,17 @@ pub(super) const LIFETIME: &str = "leakscope_object_lifetime_seconds";
 pub(super) const LIVE_AGE: &str = "leakscope_objects_live_age_seconds";
 pub(super) const BY_LABEL: &str = "leakscope_objects_live_by_label";
 pub(super) const HOLDERS: &str = "leakscope_object_holders_live";
+pub(super) const RETAINED: &str = "leakscope_objects_retained";
+pub(super) const RETAINED_OLDEST: &str = "leakscope_objects_retained_oldest_seconds";
+pub(super) const TASKS_IDLE: &str = "leakscope_tasks_idle_seconds";
+pub(super) const TASKS_OLDEST_IDLE: &str = "leakscope_tasks_oldest_idle_seconds";
 pub(super) const DROPPED_SAMPLES: &str = "leakscope_dropped_samples_total";
 pub(super) const SYSTEM_UNWINDS: &str = "leakscope_system_unwinds_total";
 pub(super) const METADATA: &str = "leakscope_metadata_bytes";
 
 /// Every metric name leakscope exports, in output order (stable: dashboards
 /// and alerts depend on them).
-pub const METRIC_NAMES: [&str; 18] = [
+pub const METRIC_NAMES: [&str; 22] = [
     ALLOCATIONS,
     FREES,
     ALLOCATED_BYTES,
@@ -103,6 +107,10 @@ pub const METRIC_NAMES: [&str; 18] = [
     LIVE_AGE,
     BY_LABEL,
     HOLDERS,
+    RETAINED,
+    RETAINED_OLDEST,
+    TASKS_IDLE,
+    TASKS_OLDEST_IDLE,
     DROPPED_SAMPLES,
     SYSTEM_UNWINDS,
     METADATA,
