@@ -236,7 +236,10 @@ pin_project_lite::pin_project! {
     ///   their sites or ages);
     /// - `Borrow<T>`/`BorrowMut<T>`: sound because the comparisons and the
     ///   hash above are exactly `T`'s (the contract `Borrow` requires), so
-    ///   a `HashSet<Tracked<K>>` can be queried with a `&K`;
+    ///   a `HashSet<Tracked<K>>` can be queried with a `&K` (clippy's
+    ///   `mutable_key_type` lint fires on such a set because the header
+    ///   holds atomics; they take no part in the comparisons or the hash,
+    ///   so the lint can be allowed);
     /// - `Iterator`, `DoubleEndedIterator`, `ExactSizeIterator`,
     ///   `FusedIterator`; `io::Read`, `io::Write`, `io::BufRead`,
     ///   `io::Seek`; `fmt::Write`; `Error` (with `source`);
