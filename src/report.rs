@@ -197,13 +197,17 @@ fn write_retained(f: &mut fmt::Formatter<'_>, o: &ObjectSite) -> fmt::Result {
         o.retained
     )?;
     if let Some(a) = o.retained_oldest {
-        write!(f, ", retired up to {} ago", fmt_duration(a))?;
+        // Retained means retired at least the grace period ago.
+        let grace = crate::objects::retire_grace();
+        write!(
+            f,
+            ", retired {} to {} ago",
+            fmt_duration(grace.min(a)),
+            fmt_duration(a)
+        )?;
     }
-    if let Some(p50) = o.retained_since.quantile_upper_bound(0.5) {
-        write!(f, " (p50 <= {})", fmt_duration(p50))?;
-    }
-    if let Some(age) = o.retained_ages.quantile_upper_bound(1.0) {
-        write!(f, "; aged up to {}", fmt_duration(age))?;
+    if o.retiring > 0 {
+        write!(f, " (and {} within the grace period)", o.retiring)?;
     }
     writeln!(f)?;
     for r in o.retained_reasons.iter().take(5) {
