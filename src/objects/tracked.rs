@@ -16,6 +16,7 @@
 //! the one compare it always did; everything else is behind it, `#[cold]`.
 
 use core::fmt;
+use core::mem::MaybeUninit;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU16, Ordering};
 
@@ -52,8 +53,10 @@ pub(crate) struct Header {
     // `Mark`'s fields, flattened so the header packs tightly.
     mark_ix: u16,
     mark_gen: u32,
-    /// Last poll time (meaningful while the `POLLED` flag is set).
-    last_poll: u64,
+    /// Last poll time: written by the first poll, which sets `POLLED`;
+    /// read only while `POLLED` is set. Left uninitialised at creation, so
+    /// creating an object costs no store for it.
+    last_poll: MaybeUninit<u64>,
 }
 
 impl Header {
@@ -83,7 +86,7 @@ impl Header {
             label: AtomicU16::new(label),
             mark_ix: mark.ix,
             mark_gen: mark.gen,
-            last_poll: 0,
+            last_poll: MaybeUninit::uninit(),
         }
     }
 
@@ -134,21 +137,36 @@ impl Header {
     pub(crate) fn polled(&mut self) {
         let now = crate::clock::objects::now_ns();
         let word = *self.label.get_mut();
-        if word & POLLED != 0 && (self.last_poll ^ now) >> BASE_SHIFT == 0 {
-            return;
+        if let Some(last) = self.last_poll(word) {
+            if (last ^ now) >> BASE_SHIFT == 0 {
+                return;
+            }
         }
         self.repoll(now, word);
+    }
+
+    /// The last poll time, if the object was polled (`word` is its label
+    /// word).
+    #[inline]
+    fn last_poll(&self, word: u16) -> Option<u64> {
+        if word & POLLED == 0 {
+            return None;
+        }
+        // SAFETY: `POLLED` is set only by `repoll`, right after it wrote
+        // `last_poll`, and never cleared while the header lives, so the
+        // value is initialised.
+        Some(unsafe { self.last_poll.assume_init() })
     }
 
     #[cold]
     #[inline(never)]
     fn repoll(&mut self, now: u64, word: u16) {
         let idle = self.ts.idle();
-        if word & POLLED != 0 {
-            idle.dec(self.last_poll, usize::MAX, false);
+        if let Some(last) = self.last_poll(word) {
+            idle.dec(last, usize::MAX, false);
         }
         idle.inc(now, usize::MAX);
-        self.last_poll = now;
+        self.last_poll = MaybeUninit::new(now);
         *self.label.get_mut() = word | POLLED;
     }
 
@@ -157,10 +175,8 @@ impl Header {
     #[inline(never)]
     fn drop_flagged(&mut self, word: u16) {
         let ts = self.ts;
-        if word & POLLED != 0 {
-            if let Some(idle) = ts.idle_if_any() {
-                idle.dec(self.last_poll, usize::MAX, false);
-            }
+        if let (Some(last), Some(idle)) = (self.last_poll(word), ts.idle_if_any()) {
+            idle.dec(last, usize::MAX, false);
         }
         let label = if word & RETIRED != 0 {
             super::retire::release(word & PAYLOAD)
