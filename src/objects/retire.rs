@@ -26,8 +26,14 @@
 //! A slot index in the object (rather than a table keyed by address) keeps
 //! `Tracked<T>` movable after it was retired. The lock is taken only to
 //! retire, to drop a retired object, to clone a retired `Tracked` and by
-//! snapshots; it never allocates while held except to grow the table up to
-//! its bound, and user code (drops of values) never runs under it.
+//! snapshots (which build their per-site summary under it: one pass over at
+//! most [`MAX_RETIRED`] slots). User code (drops of values) never runs
+//! under it, and it is never taken on the allocator's path.
+//!
+//! Why not bits of the header alone: a retired object must also carry its
+//! reason and retire time, and the header (24 bytes before this change, 32
+//! with the last poll time of tasks) has no room for them; a side table
+//! costs only the objects that are retired.
 //!
 //! # Bounds
 //!

@@ -1,6 +1,6 @@
 //! Tracked tasks: `Tracked<F>` is a `Future` when `F` is (and a `Stream`,
-//! `AsyncRead`, `AsyncWrite`, `AsyncBufRead` behind the `futures` and
-//! `tokio` features), so `tokio::spawn(track!(fut, route = "/checkout"))`
+//! `FusedFuture`/`FusedStream`, `AsyncRead`, `AsyncWrite`, `AsyncBufRead`
+//! behind the `futures` and `tokio` features), so `tokio::spawn(track!(fut, route = "/checkout"))`
 //! counts live tasks per spawn site, with any executor.
 //!
 //! # Idle time
@@ -67,6 +67,20 @@ impl<S: futures_core::Stream> futures_core::Stream for Tracked<S> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (**self).size_hint()
+    }
+}
+
+#[cfg(feature = "futures")]
+impl<S: futures_core::stream::FusedStream> futures_core::stream::FusedStream for Tracked<S> {
+    fn is_terminated(&self) -> bool {
+        (**self).is_terminated()
+    }
+}
+
+#[cfg(feature = "futures")]
+impl<F: futures_core::future::FusedFuture> futures_core::future::FusedFuture for Tracked<F> {
+    fn is_terminated(&self) -> bool {
+        (**self).is_terminated()
     }
 }
 

@@ -702,4 +702,44 @@ mod tests {
         assert!(t.contains("holder=\"src/h.rs:0\"} 10\n"));
         assert!(t.contains("holder=\"other\"} 13\n"));
     }
+
+    #[test]
+    fn retained_reasons_are_top_n_plus_other() {
+        use crate::snapshot::RetainedReason;
+        let mut o = site("src/r.rs", 1, 50);
+        o.retired = 50;
+        o.retained = 50;
+        o.retained_oldest = Some(Duration::from_secs(9));
+        o.retained_reasons = (0..5u64)
+            .map(|i| RetainedReason {
+                reason: format!("reason {i}"),
+                retained: 10,
+                oldest: Some(Duration::from_secs(9 - i)),
+            })
+            .collect();
+        let mut snap = Snapshot::default();
+        snap.objects.push(o);
+        let limits = Limits::default().max_label_values(2);
+        let t = text(&snap, &limits, &mut fresh());
+        let series: Vec<&str> = t
+            .lines()
+            .filter(|l| l.starts_with("leakscope_objects_retained{"))
+            .collect();
+        assert_eq!(series.len(), 3, "{series:?}");
+        assert!(series[2].contains("reason=\"other\"") && series[2].ends_with(" 30"));
+        assert!(t.contains(
+            "leakscope_objects_retained_oldest_seconds{type=\"app::Ctx\",site=\"src/r.rs:1\",name=\"\"} 9\n"
+        ));
+        // A site that never retired or polled anything adds no series.
+        let plain = text(
+            &Snapshot {
+                objects: vec![site("src/p.rs", 2, 1)],
+                ..Default::default()
+            },
+            &limits,
+            &mut fresh(),
+        );
+        assert!(!plain.contains("leakscope_objects_retained{"));
+        assert!(!plain.contains("leakscope_tasks_idle_seconds_bucket{"));
+    }
 }
