@@ -15,6 +15,11 @@
 //!   site, and on 2 threads at two sites. Equal times mean sharing a site
 //!   costs nothing.
 //!
+//! - `poll`: polling a ready future (baseline) vs the same future inside
+//!   `track!` (one clock read and a compare per poll); and `retire` of a
+//!   tracked value before its drop (the retired table's lock, off the
+//!   create/drop path).
+//!
 //! The 2-thread cases report the time per operation *per thread* (each
 //! thread runs `iters` operations; the wall time is divided by `iters`).
 
@@ -147,6 +152,44 @@ fn arc_clone_drop(c: &mut Criterion) {
     g.finish();
 }
 
+/// A future that is always ready and can be polled again.
+struct Again;
+
+impl std::future::Future for Again {
+    type Output = u64;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<u64> {
+        std::task::Poll::Ready(7)
+    }
+}
+
+fn poll(c: &mut Criterion) {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Waker};
+
+    let mut g = c.benchmark_group("poll");
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut plain = Again;
+    g.bench_function("future", |b| {
+        b.iter(|| black_box(Pin::new(&mut plain).poll(&mut cx)))
+    });
+    let mut tracked = track!(Again);
+    g.bench_function("tracked_future", |b| {
+        b.iter(|| black_box(Pin::new(&mut tracked).poll(&mut cx)))
+    });
+    g.bench_function("retire_then_drop", |b| {
+        b.iter(|| {
+            let t = tracked_box(black_box(7));
+            t.retire("bench");
+            drop(black_box(t))
+        })
+    });
+    g.finish();
+}
+
 /// The same `track!` and clone cases on the clock in use.
 fn clock_group(c: &mut Criterion, name: &str) {
     let mut g = c.benchmark_group(name);
@@ -189,6 +232,7 @@ criterion_group!(
     create_drop,
     contention,
     arc_clone_drop,
+    poll,
     create_drop_precise_clock,
     create_drop_ticker_clock
 );

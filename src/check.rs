@@ -155,15 +155,24 @@ impl LeakCheck {
         let mut out = format!(
             "leakscope: {total} tracked object(s) created under this LeakCheck are still live (check started {within} ago)\n"
         );
-        for (ts, n) in leaks {
-            let Some(ts) = ts else {
+        // Sites with retained objects (retired, still live after the grace
+        // period: certainly a leak) first.
+        let mut leaks: Vec<_> = leaks
+            .into_iter()
+            .map(|(ts, n)| {
+                let site = ts.map(|ts| crate::objects::read_site(ts, now).0);
+                (ts, n, site)
+            })
+            .collect();
+        leaks.sort_by_key(|l| core::cmp::Reverse(l.2.as_ref().map_or(0, |s| s.retained)));
+        for (ts, n, site) in leaks {
+            let (Some(_), Some(site)) = (ts, site) else {
                 let _ = writeln!(
                     out,
                     "  {n} live object(s) at sites beyond the check's 32-site table"
                 );
                 continue;
             };
-            let (site, _) = crate::objects::read_site(ts, now);
             let name = site
                 .name
                 .as_deref()
@@ -184,6 +193,20 @@ impl LeakCheck {
                     .map(|a| format!(", oldest {}", fmt_duration(a)))
                     .unwrap_or_default(),
             );
+            if site.retained > 0 {
+                let _ = writeln!(
+                    out,
+                    "      RETAINED: {} object(s) of this site were retired more than {} ago and are still live",
+                    site.retained,
+                    fmt_duration(crate::objects::retire_grace()),
+                );
+                for r in site.retained_reasons.iter().take(5) {
+                    let _ = writeln!(out, "        {r}");
+                }
+                for h in site.retained_holders.iter().take(5) {
+                    let _ = writeln!(out, "        {h}");
+                }
+            }
             for l in site.labels.iter().take(5) {
                 let _ = writeln!(out, "      {l}");
             }

@@ -92,6 +92,9 @@
 //!   facade, [`prometheus::render`], and (with `http`) `prometheus::install`.
 //! - `http` (default): the debug server, [`server::serve`].
 //! - `flamegraph` (default): flame graph SVGs of sampled stacks, via `inferno`.
+//! - `futures`: a tracked stream is a `futures_core::Stream`.
+//! - `tokio`: tracked tokio I/O is `AsyncRead`/`AsyncWrite`/`AsyncBufRead`
+//!   (a tracked connection).
 //!
 //! The core (allocator, tracked objects, snapshots, pprof) is always built.
 //!
@@ -158,7 +161,8 @@ pub use crate::alloc::{sample_rate, set_sample_rate, TrackingAllocator};
 #[doc(inline)]
 pub use crate::snapshot::{heap_stats, snapshot, snapshot_with, SnapshotOptions};
 pub use crate::snapshot::{
-    Frame, HeapSite, HeapSnapshot, HeapStats, Holder, LabelCount, ObjectSite, Snapshot,
+    Frame, HeapSite, HeapSnapshot, HeapStats, Holder, LabelCount, ObjectSite, RetainedReason,
+    Snapshot,
 };
 
 /// The README's examples, compiled as doctests.

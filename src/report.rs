@@ -8,7 +8,9 @@
 use core::fmt;
 
 use crate::format::{fmt_bytes, fmt_duration};
-use crate::snapshot::{Frame, HeapSite, HeapSnapshot, Holder, LabelCount, ObjectSite, Snapshot};
+use crate::snapshot::{
+    Frame, HeapSite, HeapSnapshot, Holder, LabelCount, ObjectSite, RetainedReason, Snapshot,
+};
 
 impl fmt::Display for LabelCount {
     /// `caller=billing-batch: 401 live`
@@ -27,6 +29,17 @@ impl fmt::Display for Holder {
         )?;
         if let Some(a) = self.oldest_age {
             write!(f, " for up to {}", fmt_duration(a))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for RetainedReason {
+    /// `retired 'request finished': 400 retained, up to 3s ago`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "retired '{}': {} retained", self.reason, self.retained)?;
+        if let Some(a) = self.oldest {
+            write!(f, ", up to {} ago", fmt_duration(a))?;
         }
         Ok(())
     }
@@ -64,6 +77,10 @@ impl Snapshot {
             .count();
         if suspects > 0 {
             out.push_str(&format!(" | {suspects} suspected leak(s)"));
+        }
+        let retained: u64 = self.objects.iter().map(|o| o.retained).sum();
+        if retained > 0 {
+            out.push_str(&format!(" | {retained} retained"));
         }
         out
     }
@@ -107,9 +124,9 @@ fn write_objects(f: &mut fmt::Formatter<'_>, objects: &[ObjectSite]) -> fmt::Res
     }
     let mut sites: Vec<&ObjectSite> = objects.iter().collect();
     sites.sort_by(|a, b| {
-        b.suspected
-            .is_some()
-            .cmp(&a.suspected.is_some())
+        (b.retained > 0)
+            .cmp(&(a.retained > 0))
+            .then(b.suspected.is_some().cmp(&a.suspected.is_some()))
             .then(b.oldest_age.cmp(&a.oldest_age))
             .then(b.live.cmp(&a.live))
     });
@@ -147,6 +164,8 @@ fn write_objects(f: &mut fmt::Formatter<'_>, objects: &[ObjectSite]) -> fmt::Res
         if let Some(why) = &o.suspected {
             writeln!(f, "      SUSPECTED LEAK: {why}")?;
         }
+        write_retained(f, o)?;
+        write_tasks(f, o)?;
         for l in o.labels.iter().filter(|l| l.live > 0).take(5) {
             writeln!(f, "      {l}")?;
         }
@@ -156,6 +175,68 @@ fn write_objects(f: &mut fmt::Formatter<'_>, objects: &[ObjectSite]) -> fmt::Res
     }
     if sites.len() > REPORT_TOP {
         writeln!(f, "  ... and {} more sites", sites.len() - REPORT_TOP)?;
+    }
+    writeln!(f)
+}
+
+/// The retained lines of one site: count, reasons, ages, labels, holders.
+fn write_retained(f: &mut fmt::Formatter<'_>, o: &ObjectSite) -> fmt::Result {
+    if o.retained == 0 {
+        if o.retiring > 0 {
+            writeln!(
+                f,
+                "      retired: {} live within the grace period",
+                o.retiring
+            )?;
+        }
+        return Ok(());
+    }
+    write!(
+        f,
+        "      RETAINED: {} retired object(s) still live",
+        o.retained
+    )?;
+    if let Some(a) = o.retained_oldest {
+        // Retained means retired at least the grace period ago.
+        let grace = crate::objects::retire_grace();
+        write!(
+            f,
+            ", retired {} to {} ago",
+            fmt_duration(grace.min(a)),
+            fmt_duration(a)
+        )?;
+    }
+    if o.retiring > 0 {
+        write!(f, " (and {} within the grace period)", o.retiring)?;
+    }
+    writeln!(f)?;
+    for r in o.retained_reasons.iter().take(5) {
+        writeln!(f, "        {r}")?;
+    }
+    for l in o.retained_labels.iter().take(5) {
+        writeln!(f, "        {l}")?;
+    }
+    for h in o.retained_holders.iter().take(5) {
+        writeln!(f, "        {h}")?;
+    }
+    Ok(())
+}
+
+/// The task line of a site whose objects are polled (futures, streams,
+/// async I/O): live tasks and how long they have not been polled.
+fn write_tasks(f: &mut fmt::Formatter<'_>, o: &ObjectSite) -> fmt::Result {
+    if o.polled_live == 0 {
+        return Ok(());
+    }
+    write!(f, "      tasks: {} polled live", o.polled_live)?;
+    if let Some(a) = o.oldest_idle {
+        write!(f, ", not polled for up to {}", fmt_duration(a))?;
+    }
+    if let Some(p50) = o.idle.quantile_upper_bound(0.5) {
+        write!(f, " (idle p50 <= {})", fmt_duration(p50))?;
+    }
+    if o.live > o.polled_live {
+        write!(f, "; {} never polled", o.live - o.polled_live)?;
     }
     writeln!(f)
 }

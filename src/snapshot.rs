@@ -273,7 +273,50 @@ pub struct ObjectSite {
     /// (`track_arc!` only).
     pub holders: Vec<Holder>,
     /// Why this site looks like a leak, in words; `None` if it does not.
+    /// Retained objects come first, then stuck tasks, then the shape rules.
     pub suspected: Option<String>,
+    /// Exact: objects of this site ever retired (`retire`).
+    pub retired: u64,
+    /// Retired objects still live but within the grace period.
+    pub retiring: u64,
+    /// Retired objects still live after the grace period: *retained*.
+    pub retained: u64,
+    /// Time since the longest-retained object was retired.
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub retained_oldest: Option<Duration>,
+    /// Times since retirement of the retained objects.
+    pub retained_since: Histogram,
+    /// Ages (since creation) of the retained objects.
+    pub retained_ages: Histogram,
+    /// Retained objects per reason, most first; reasons past the per-site
+    /// cap count under `other`.
+    pub retained_reasons: Vec<RetainedReason>,
+    /// Retained objects per label value.
+    pub retained_labels: Vec<LabelCount>,
+    /// The live handles of retained objects by where they were created or
+    /// cloned (`track_arc!` only): what still keeps them.
+    pub retained_holders: Vec<Holder>,
+    /// Live objects polled at least once: tasks, streams, async I/O
+    /// (`Tracked<F>` with `F: Future`, ...).
+    pub polled_live: u64,
+    /// Time since the last poll of each polled live object.
+    pub idle: Histogram,
+    /// The longest time a polled live object has not been polled.
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub oldest_idle: Option<Duration>,
+}
+
+/// Retained objects of one site retired for one reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RetainedReason {
+    /// The reason given to `retire`, or `"other"` past the per-site cap.
+    pub reason: String,
+    /// Retained objects retired for it.
+    pub retained: u64,
+    /// Time since the longest-retained of them was retired.
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub oldest: Option<Duration>,
 }
 
 impl ObjectSite {

@@ -15,11 +15,14 @@ mod common;
 #[allow(dead_code)]
 mod story;
 
-use scenario::{ctx_site, Config, Scenario};
+use scenario::{ctx_site, timer_site, Config, Scenario};
 
 #[test]
 fn fixed_run_stays_bounded_and_quiet() {
     leakscope::set_sample_rate(16 * 1024);
+    // A short grace period: a context held a second after its response was
+    // written would be reported as retained within the run.
+    leakscope::objects::set_retire_grace(Duration::from_secs(1));
     let server = leakscope::server::serve("127.0.0.1:0").expect("debug server");
     let cfg = Config {
         fixed: true,
@@ -42,6 +45,13 @@ fn fixed_run_stays_bounded_and_quiet() {
             "oldest {oldest:?}\n{s}"
         );
         assert!(c.suspected.is_none(), "false alarm:\n{s}");
+        // Retired when the response was written and dropped at once.
+        assert_eq!(c.retained, 0, "retained:\n{s}");
+        // Timers are cancelled on return: few live, none stuck.
+        if let Some(t) = timer_site(&s) {
+            assert!(t.polled_live <= 20, "{} live timers", t.polled_live);
+            assert!(t.suspected.is_none(), "stuck timers:\n{s}");
+        }
     }
     let s = leakscope::snapshot();
     let c = ctx_site(&s).expect("context site");
@@ -50,6 +60,9 @@ fn fixed_run_stays_bounded_and_quiet() {
     assert!(max_live <= 20, "max live {max_live}");
     let text = String::from_utf8(story::fetch(server.local_addr(), "/debug/leaks")).unwrap();
     assert!(!text.contains("SUSPECTED LEAK"), "{text}");
+    assert!(!text.contains("RETAINED"), "{text}");
+    let t = timer_site(&s).expect("timer site");
+    assert!(t.created > 500 && t.dropped + 20 >= t.created, "{t:?}");
     sc.stop();
     server.shutdown();
 }

@@ -4,8 +4,11 @@
 //! hands a clone to a deadline timer, but never cancels the timer when the
 //! handler returns. One of two callers sends its timeout in seconds instead
 //! of milliseconds, so its contexts (and their metadata) live for the whole
-//! timeout instead of a few milliseconds. leakscope names the object, the
-//! caller, where it was created and which code still holds it.
+//! timeout instead of a few milliseconds. The framework retires each
+//! context when its response is written, and the deadline timer is a
+//! tracked task: leakscope names the object, the caller, where it was
+//! created, that it was retired and is still held, which code holds it, and
+//! the timer tasks that wait without being polled.
 //!
 //! ```text
 //! cargo run --release --example leaky_server                  # 20 s, prints the leak
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 
 mod scenario;
 
-use scenario::{ctx_site, Config, Scenario};
+use scenario::{ctx_site, timer_site, Config, Scenario};
 
 #[global_allocator]
 static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::system();
@@ -118,16 +121,23 @@ fn main() {
             ),
             None => (0, Duration::ZERO, 0),
         };
+        let retained = ctx_site(&snap).map_or(0, |o| o.retained);
+        let (timers, timers_idle) = timer_site(&snap).map_or((0, Duration::ZERO), |t| {
+            (t.polled_live, t.oldest_idle.unwrap_or_default())
+        });
         const MIB: f64 = 1024.0 * 1024.0;
         let dt = snap.taken_at_ns.saturating_sub(prev.taken_at_ns) as f64 / 1e9;
         let growth = (snap.heap.live_bytes as f64 - prev.heap.live_bytes as f64) / dt.max(1e-9);
         println!(
-            "t={:>4.1}s  contexts live {:>5} ({} of them {}), oldest {:>6.1?} | heap live {:.1} MiB ({:+.1} MiB/s){}",
+            "t={:>4.1}s  contexts live {:>5} ({} of them {}), oldest {:>6.1?}, retained {:>4} | timer tasks {:>4}, idle up to {:>6.1?} | heap live {:.1} MiB ({:+.1} MiB/s){}",
             start.elapsed().as_secs_f64(),
             live,
             bad,
             scenario::BAD_CALLER,
             oldest,
+            retained,
+            timers,
+            timers_idle,
             snap.heap.live_bytes as f64 / MIB,
             growth / MIB,
             if ctx_site(&snap).is_some_and(|o| o.suspected.is_some()) { " | SUSPECTED LEAK" } else { "" }
@@ -136,6 +146,27 @@ fn main() {
     }
     let snap = leakscope::snapshot();
     println!("\n{snap}");
+    match ctx_site(&snap).filter(|o| o.retained > 0) {
+        Some(o) => println!(
+            "RequestCtx: {} retained ('{}'), retired up to {:.1?} ago, held at {}",
+            o.retained,
+            scenario::RETIRE_REASON,
+            o.retained_oldest.unwrap_or_default(),
+            o.retained_holders
+                .first()
+                .map_or("?".to_string(), |h| format!("{}:{}", h.file, h.line)),
+        ),
+        None => println!("RequestCtx: nothing retained"),
+    }
+    match timer_site(&snap).filter(|t| t.suspected.is_some()) {
+        Some(t) => println!(
+            "deadline timer tasks at {}: {} live, not polled for up to {:.1?}: stuck or forgotten",
+            t.site(),
+            t.polled_live,
+            t.oldest_idle.unwrap_or_default()
+        ),
+        None => println!("deadline timer tasks: none stuck"),
+    }
     if let Some(path) = &args.flamegraph {
         match leakscope::flamegraph::heap_svg(&snap) {
             Ok(svg) => match std::fs::write(path, svg) {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leakscope::TrackedArc;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -98,14 +98,20 @@ impl DeadlineTimer {
 }
 
 /// Schedules the context's cancellation at its deadline (Go's
-/// `context.WithTimeout` registering a runtime timer).
+/// `context.WithTimeout` registering a runtime timer). The timer is a
+/// tracked task: the report lists live timers by this spawn site, with how
+/// long they have not been polled.
 pub fn spawn_deadline_timer(ctx: &TrackedArc<RequestCtx>) -> DeadlineTimer {
     let held = ctx.clone(); // the timer's reference: the holder in the report
     let deadline = held.deadline;
-    let task = tokio::spawn(async move {
-        tokio::time::sleep(deadline).await;
-        held.cancel();
-    });
+    let timer = leakscope::track!(
+        async move {
+            tokio::time::sleep(deadline).await;
+            held.cancel();
+        },
+        "deadline timer"
+    );
+    let task = tokio::spawn(timer);
     DeadlineTimer { task }
 }
 
@@ -115,29 +121,42 @@ async fn call_handler(ctx: &RequestCtx) -> usize {
     ctx.payload.len() + ctx.headers.len()
 }
 
-/// The framework's request path.
-pub async fn handle_request(req: Request, fixed: bool) -> usize {
+/// Why the framework retires a context: the request is over.
+pub const RETIRE_REASON: &str = "response written";
+
+/// The framework's request path: builds the context, arms its deadline
+/// timer, calls the handler and writes the response.
+pub async fn handle_request<W: AsyncWrite + Unpin>(
+    req: Request,
+    fixed: bool,
+    w: &mut W,
+) -> std::io::Result<()> {
     let ctx = leakscope::track_arc!(build_request_context(&req), caller = req.caller.clone());
     let timer = spawn_deadline_timer(&ctx);
     let n = call_handler(&ctx).await;
+    let written = w.write_all(format!("ok {n}\n").as_bytes()).await;
     if fixed {
         // The fix: cancel the deadline timer when the request completes.
         timer.cancel();
     }
-    // The bug (without --fixed): the timer is neither cancelled nor awaited;
-    // it keeps its clone of `ctx`, and all the metadata, until the deadline.
-    n
+    // The framework knows the context is finished once the response is
+    // written, and says so: leakscope reports it if anything still holds it
+    // after the grace period. The bug (without --fixed): the timer is
+    // neither cancelled nor awaited; it keeps its clone of `ctx`, and all
+    // the metadata, until the deadline.
+    TrackedArc::retire(ctx, RETIRE_REASON);
+    written
 }
 
 async fn serve_conn(stream: TcpStream, fixed: bool) {
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let reply = match Request::parse(&line) {
-            Some(req) => format!("ok {}\n", handle_request(req, fixed).await),
-            None => "error bad request\n".to_string(),
+        let done = match Request::parse(&line) {
+            Some(req) => handle_request(req, fixed, &mut w).await,
+            None => w.write_all(b"error bad request\n").await,
         };
-        if w.write_all(reply.as_bytes()).await.is_err() {
+        if done.is_err() {
             break;
         }
     }
@@ -251,4 +270,11 @@ pub fn ctx_site(snap: &leakscope::Snapshot) -> Option<&leakscope::ObjectSite> {
     snap.objects
         .iter()
         .find(|o| o.type_name.ends_with("RequestCtx"))
+}
+
+/// The spawn site of the deadline timers (a tracked task), if it has run.
+pub fn timer_site(snap: &leakscope::Snapshot) -> Option<&leakscope::ObjectSite> {
+    snap.objects
+        .iter()
+        .find(|o| o.name.as_deref() == Some("deadline timer"))
 }

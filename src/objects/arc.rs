@@ -4,17 +4,22 @@
 use core::fmt;
 use core::ops::Deref;
 use core::panic::Location;
+use core::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
-use super::holders::HolderRec;
+use super::holders::{HolderRec, MAX_HOLDERS};
+use super::retire::Held;
 use super::tracked::Header;
 
 /// The allocation all handles of one object share: the object.
 struct ArcInner<T> {
     value: T,
     // Dropped after `value` when the last strong handle goes: counts the
-    // object's drop.
+    // object's drop (and frees its retired slot, if any, before the
+    // allocation, with `held`, is freed).
     header: Header,
+    /// Live handles per holder record of the site (see `retire.rs`).
+    held: Held,
 }
 
 /// A shared, tracked handle, like [`Arc`]. Made by
@@ -31,9 +36,19 @@ struct ArcInner<T> {
 /// # Size
 ///
 /// A handle is 24 bytes (an `Arc` pointer, its holder record, its birth
-/// time); the shared allocation holds `T` plus the 24-byte object header.
-/// A clone costs an `Arc` clone plus one clock read, one holder-table probe
-/// and one CAS; a handle drop one CAS more than an `Arc` drop.
+/// time); the shared allocation holds `T` plus the 32-byte object header
+/// and 68 bytes of per-holder handle counts (what lists the holders of a
+/// retired object's remaining handles). A clone costs an `Arc` clone plus
+/// one clock read, one holder-table probe, one CAS and one add on the
+/// object; a handle drop one CAS and one add more than an `Arc` drop.
+///
+/// # Retiring
+///
+/// [`TrackedArc::retire`] gives up a handle and says the object should be
+/// gone now: if any handle still holds it after the grace period
+/// ([`objects::set_retire_grace`](crate::objects::set_retire_grace)),
+/// snapshots report it as *retained*, with the holders of the remaining
+/// handles.
 ///
 /// # Examples
 ///
@@ -74,6 +89,7 @@ fn unreachable_holders() -> &'static HolderRec {
     NONE.get_or_init(|| {
         Box::leak(Box::new(HolderRec {
             loc: None,
+            ix: MAX_HOLDERS,
             cohorts: super::cohort::Cohorts::new(),
         }))
     })
@@ -83,11 +99,39 @@ impl<T> TrackedArc<T> {
     #[track_caller]
     pub(crate) fn from_parts(value: T, header: Header) -> Self {
         let (holder, since_ns) = hold(&header, Location::caller());
+        let held: Held = [const { AtomicU32::new(0) }; MAX_HOLDERS + 1];
+        held[holder.ix].store(1, Ordering::Relaxed);
         TrackedArc {
-            inner: Arc::new(ArcInner { value, header }),
+            inner: Arc::new(ArcInner {
+                value,
+                header,
+                held,
+            }),
             holder,
             since_ns,
         }
+    }
+
+    /// Gives up this handle and marks the object *retired* for `reason`:
+    /// it should be dropped now (e.g. the request it served finished). If
+    /// other handles still keep it after the grace period
+    /// ([`objects::retire_grace`](crate::objects::retire_grace), 5 s by
+    /// default), snapshots report it as *retained*, with the reason, how
+    /// long ago it was retired, its label values and where the remaining
+    /// handles were created or cloned. Dropped in time, it is never
+    /// reported. Retiring an object again keeps the first reason and time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ctx = leakscope::track_arc!(String::from("ctx"), "request");
+    /// let timer = ctx.clone();
+    /// leakscope::TrackedArc::retire(ctx, "request finished");
+    /// drop(timer); // in time: never reported
+    /// ```
+    pub fn retire(this: Self, reason: &'static str) {
+        super::retire::retire(&this.inner.header, reason, Some(&this.inner.held));
+        drop(this);
     }
 
     /// Live strong handles to this object.
@@ -115,6 +159,7 @@ impl<T> TrackedWeak<T> {
     pub fn upgrade(&self) -> Option<TrackedArc<T>> {
         let inner = self.inner.upgrade()?;
         let (holder, since_ns) = hold(&inner.header, Location::caller());
+        inner.held[holder.ix].fetch_add(1, Ordering::Relaxed);
         Some(TrackedArc {
             inner,
             holder,
@@ -142,6 +187,7 @@ impl<T> Clone for TrackedArc<T> {
     #[track_caller]
     fn clone(&self) -> Self {
         let (holder, since_ns) = hold(&self.inner.header, Location::caller());
+        self.inner.held[holder.ix].fetch_add(1, Ordering::Relaxed);
         TrackedArc {
             inner: Arc::clone(&self.inner),
             holder,
@@ -154,6 +200,7 @@ impl<T> Drop for TrackedArc<T> {
     #[inline]
     fn drop(&mut self) {
         self.holder.cohorts.dec(self.since_ns, usize::MAX, false);
+        self.inner.held[self.holder.ix].fetch_sub(1, Ordering::Relaxed);
     }
 }
 

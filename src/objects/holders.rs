@@ -22,6 +22,9 @@ pub(crate) const MAX_HOLDERS: usize = 16;
 pub(crate) struct HolderRec {
     /// `None` for the `other` record.
     pub(crate) loc: Option<&'static Location<'static>>,
+    /// Index of the record in its table (`MAX_HOLDERS` for `other`): the
+    /// index of its count in each object's per-holder handle counts.
+    pub(crate) ix: usize,
     pub(crate) cohorts: Cohorts<0>,
 }
 
@@ -33,9 +36,11 @@ pub(crate) struct HolderTable {
 fn publish(
     slot: &AtomicPtr<HolderRec>,
     loc: Option<&'static Location<'static>>,
+    ix: usize,
 ) -> Result<&'static HolderRec, *mut HolderRec> {
     let fresh = Box::into_raw(Box::new(HolderRec {
         loc,
+        ix,
         cohorts: Cohorts::new(),
     }));
     match slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
@@ -64,10 +69,11 @@ impl HolderTable {
         let addr = loc as *const Location<'static> as usize;
         let start = (((addr as u64) >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize;
         for k in 0..MAX_HOLDERS {
-            let slot = &self.slots[(start + k) % MAX_HOLDERS];
+            let ix = (start + k) % MAX_HOLDERS;
+            let slot = &self.slots[ix];
             let mut p = slot.load(Ordering::Acquire);
             if p.is_null() {
-                match publish(slot, Some(loc)) {
+                match publish(slot, Some(loc), ix) {
                     Ok(rec) => return rec,
                     Err(winner) => p = winner,
                 }
@@ -88,11 +94,18 @@ impl HolderTable {
             // SAFETY: published leaked box.
             return unsafe { &*p };
         }
-        match publish(&self.other, None) {
+        match publish(&self.other, None, MAX_HOLDERS) {
             Ok(rec) => rec,
             // SAFETY: the winner's pointer is a published leaked box.
             Err(winner) => unsafe { &*winner },
         }
+    }
+
+    /// The record at index `ix` (`MAX_HOLDERS`: `other`), if in use.
+    pub(crate) fn record_at(&self, ix: usize) -> Option<&'static HolderRec> {
+        let s = self.slots.get(ix).unwrap_or(&self.other);
+        // SAFETY: non-null slot pointers are published leaked boxes.
+        unsafe { s.load(Ordering::Acquire).as_ref() }
     }
 
     /// Every holder record in use.

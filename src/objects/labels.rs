@@ -24,10 +24,14 @@ use core::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 
 /// The most bytes of a label value kept.
 pub(crate) const MAX_VALUE_LEN: usize = 64;
-/// Label index stored in objects without a label.
-pub(crate) const NO_LABEL: u16 = u16::MAX;
+/// Label index stored in objects without a label. Label indices use the
+/// low 14 bits of the header's label word; the top two are flags (see
+/// `tracked.rs`), so `NO_LABEL` is the only value without a flag or a
+/// counted label, and the drop path tests it with one compare.
+pub(crate) const NO_LABEL: u16 = 0x3FFF;
 /// Label index of the `other` bucket.
-pub(crate) const OTHER: u16 = u16::MAX - 1;
+pub(crate) const OTHER: u16 = 0x3FFE;
+const _: () = assert!(super::MAX_LABEL_VALUES_LIMIT < OTHER as usize);
 
 const EMPTY: u8 = 0;
 const WRITING: u8 = 1;
@@ -183,6 +187,17 @@ impl LabelTable {
         // immutable from then on.
         let all = unsafe { &*e.bytes.get() };
         &all[..len.min(MAX_VALUE_LEN)]
+    }
+
+    /// The value of label index `idx` (`other` for the overflow bucket),
+    /// `None` for `NO_LABEL` or an index not in use.
+    pub(crate) fn value_of(&self, idx: u16) -> Option<String> {
+        if idx == OTHER {
+            return Some("other".to_string());
+        }
+        let e = self.entries.get(usize::from(idx))?;
+        (e.state.load(Ordering::Acquire) == READY)
+            .then(|| String::from_utf8_lossy(Self::bytes(e)).into_owned())
     }
 
     /// `(value, live)` for every value with a non-zero count, merged by

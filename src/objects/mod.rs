@@ -55,15 +55,26 @@
 //!   count as `other`. Values are cut at 64 bytes.
 //! - Holder locations per `track_arc!` site: 16; the rest count as `other`.
 //! - Tracked types must be `'static` (sites tell types apart by `TypeId`).
+//! - Retired objects live at once: [`MAX_RETIRED`]; retained reasons per
+//!   site: [`MAX_RETAINED_REASONS`] (the rest count as `other`).
+//!
+//! # Retired objects and tasks
+//!
+//! `retire` says an object should be gone now; one still live after
+//! [`retire_grace`] is *retained*, reported exactly (see `retire.rs`). A
+//! tracked future, stream or async I/O object records its polls; snapshots
+//! show how long live tasks have not been polled (see `tasks.rs`).
 
 mod arc;
 mod cohort;
 mod history;
 mod holders;
 mod labels;
+mod retire;
 pub(crate) mod scope;
 pub(crate) mod site;
 mod stripe;
+mod tasks;
 mod tracked;
 
 pub use arc::{TrackedArc, TrackedWeak};
@@ -71,13 +82,18 @@ pub use tracked::Tracked;
 
 pub(crate) use tracked::Header;
 
+pub use retire::{
+    retire_grace, retire_overflows, set_retire_grace, DEFAULT_RETIRE_GRACE, MAX_RETAINED_REASONS,
+    MAX_RETIRED,
+};
+
 pub use crate::clock::objects::{clock_resolution, use_coarse_clock, use_precise_clock};
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 
 use crate::histogram::Histogram;
-use crate::snapshot::{Holder, LabelCount, ObjectSite};
+use crate::snapshot::{Holder, LabelCount, ObjectSite, RetainedReason};
 
 /// Default cap on distinct label values per site.
 pub const DEFAULT_MAX_LABEL_VALUES: usize = 32;
@@ -113,8 +129,13 @@ pub fn stripe_overflows() -> u64 {
 }
 
 /// Reads one site into a snapshot record (no history update, no
-/// suspicion).
-pub(crate) fn read_site(ts: &site::TypeState, now: u64) -> (ObjectSite, Vec<(u64, u64)>) {
+/// suspicion); `retired` is the site's part of the retired table, read
+/// with [`retire::read`].
+pub(crate) fn read_site_with(
+    ts: &site::TypeState,
+    now: u64,
+    retired: Option<&retire::SiteRetired>,
+) -> (ObjectSite, Vec<(u64, u64)>) {
     let meta = &ts.site.meta;
     let lifetimes = ts.lifetimes();
     let dropped = lifetimes.count();
@@ -171,6 +192,15 @@ pub(crate) fn read_site(ts: &site::TypeState, now: u64) -> (ObjectSite, Vec<(u64
         }
         holders.sort_by(|a, b| b.live.cmp(&a.live).then(b.oldest_age.cmp(&a.oldest_age)));
     }
+    let mut idle = Histogram::empty();
+    let mut oldest_idle: Option<u64> = None;
+    let polled_live = ts.idle_if_any().map_or(0, |c| {
+        c.read(now, |c| {
+            idle.record_n(Duration::from_nanos(c.age_ns), c.count);
+            oldest_idle = Some(oldest_idle.map_or(c.age_ns, |o| o.max(c.age_ns)));
+        })
+        .max(0) as u64
+    });
     let site = ObjectSite {
         type_name: ts.type_name.to_string(),
         name: meta.name.map(str::to_string),
@@ -187,8 +217,123 @@ pub(crate) fn read_site(ts: &site::TypeState, now: u64) -> (ObjectSite, Vec<(u64
         labels,
         holders,
         suspected: None,
+        retired: ts.retired.load(Ordering::Relaxed),
+        polled_live,
+        idle,
+        oldest_idle: oldest_idle.map(Duration::from_nanos),
+        ..ObjectSite::default()
     };
+    let mut site = site;
+    if let Some(r) = retired {
+        add_retired(&mut site, ts, now, r);
+    }
     (site, cohorts)
+}
+
+/// Reads one site, with its retired objects.
+pub(crate) fn read_site(ts: &site::TypeState, now: u64) -> (ObjectSite, Vec<(u64, u64)>) {
+    let retired = retire::read(now, Some(ts));
+    let key = ts as *const site::TypeState as usize;
+    read_site_with(ts, now, retired.get(&key))
+}
+
+/// Fills the retained fields of `site` from its part of the retired table.
+fn add_retired(site: &mut ObjectSite, ts: &site::TypeState, now: u64, r: &retire::SiteRetired) {
+    site.retiring = r.retiring;
+    site.retained = r.retained;
+    site.retained_since = r.since.clone();
+    site.retained_ages = r.ages.clone();
+    let mut reasons = r.reasons.clone();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(b.0)));
+    site.retained_oldest = reasons.iter().map(|x| x.2).max().map(Duration::from_nanos);
+    for (i, (reason, n, oldest)) in reasons.into_iter().enumerate() {
+        let oldest = Some(Duration::from_nanos(oldest));
+        if i < MAX_RETAINED_REASONS {
+            site.retained_reasons.push(RetainedReason {
+                reason: reason.to_string(),
+                retained: n,
+                oldest,
+            });
+        } else if let Some(o) = site
+            .retained_reasons
+            .iter_mut()
+            .find(|x| x.reason == "other")
+        {
+            o.retained += n;
+            o.oldest = o.oldest.max(oldest);
+        } else {
+            site.retained_reasons.push(RetainedReason {
+                reason: "other".to_string(),
+                retained: n,
+                oldest,
+            });
+        }
+    }
+    if let (Some(t), Some(key)) = (&ts.labels, ts.site.meta.label_key) {
+        for &(ix, n) in &r.labels {
+            let value = t.value_of(ix).unwrap_or_else(|| "other".to_string());
+            match site.retained_labels.iter_mut().find(|l| l.value == value) {
+                Some(l) => l.live += n,
+                None => site.retained_labels.push(LabelCount {
+                    key: key.to_string(),
+                    value,
+                    live: n,
+                }),
+            }
+        }
+        site.retained_labels
+            .sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.value.cmp(&b.value)));
+    }
+    if let Some(t) = &ts.holders {
+        for (ix, &n) in r.held.iter().enumerate() {
+            let Some(rec) = t.record_at(ix).filter(|_| n > 0) else {
+                continue;
+            };
+            let mut oldest_h: Option<u64> = None;
+            rec.cohorts.read(now, |c| {
+                oldest_h = Some(oldest_h.map_or(c.age_ns, |o| o.max(c.age_ns)));
+            });
+            let (file, line) = match rec.loc {
+                Some(l) => (l.file().to_string(), l.line()),
+                None => ("other".to_string(), 0),
+            };
+            site.retained_holders.push(Holder {
+                file,
+                line,
+                live: n,
+                oldest_age: oldest_h.map(Duration::from_nanos),
+            });
+        }
+        site.retained_holders
+            .sort_by(|a, b| b.live.cmp(&a.live).then(b.oldest_age.cmp(&a.oldest_age)));
+    }
+}
+
+/// The retained-objects rule, in words: "400 objects retired 'request
+/// finished' more than 5s ago are still held at src/timer.rs:31".
+fn retained_why(s: &ObjectSite) -> Option<String> {
+    if s.retained == 0 {
+        return None;
+    }
+    let reason = s
+        .retained_reasons
+        .first()
+        .map(|r| r.reason.as_str())
+        .unwrap_or("?");
+    let others = if s.retained_reasons.len() > 1 {
+        " (and other reasons)"
+    } else {
+        ""
+    };
+    let grace = crate::format::fmt_duration(retire_grace());
+    let held = match s.retained_holders.first() {
+        Some(h) => format!("are still held at {}:{}", h.file, h.line),
+        None => "are still live".to_string(),
+    };
+    Some(format!(
+        "{} object(s) retired '{reason}'{others} more than {grace} ago {held}",
+        s.retained
+    ))
 }
 
 /// Reads every registered site into snapshot records, updates each site's
@@ -199,9 +344,11 @@ pub(crate) fn read_site(ts: &site::TypeState, now: u64) -> (ObjectSite, Vec<(u64
 /// [`use_precise_clock`] (which agrees with it up to calibration drift).
 pub(crate) fn snapshot_sites(_now_ns: u64) -> Vec<ObjectSite> {
     let now = crate::clock::objects::read_now_ns();
+    let retired = retire::read(now, None);
     let mut out = Vec::new();
     for ts in site::registered() {
-        let (mut s, cohorts) = read_site(ts, now);
+        let key = ts as *const site::TypeState as usize;
+        let (mut s, cohorts) = read_site_with(ts, now, retired.get(&key));
         let oldest_ns = cohorts.iter().map(|c| c.0).max().unwrap_or(0);
         let growing = {
             let mut h = match ts.history.lock() {
@@ -218,16 +365,28 @@ pub(crate) fn snapshot_sites(_now_ns: u64) -> Vec<ObjectSite> {
                 .map(|c| c.1)
                 .sum()
         });
-        s.suspected = match (growing, outlived) {
-            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-            (a, b) => a.or(b),
-        };
+        let stuck = ts.idle_if_any().and_then(|idle| {
+            let mut idle_cohorts: Vec<(u64, u64)> = Vec::new();
+            idle.read(now, |c| idle_cohorts.push((c.age_ns, c.count)));
+            tasks::stuck(&s.lifetimes, s.polled_live, |threshold| {
+                idle_cohorts
+                    .iter()
+                    .filter(|c| c.0 > threshold)
+                    .map(|c| c.1)
+                    .sum()
+            })
+        });
+        let why: Vec<String> = [retained_why(&s), stuck, growing, outlived]
+            .into_iter()
+            .flatten()
+            .collect();
+        s.suspected = (!why.is_empty()).then(|| why.join("; "));
         out.push(s);
     }
     out.sort_by(|a, b| {
-        b.suspected
-            .is_some()
-            .cmp(&a.suspected.is_some())
+        (b.retained > 0)
+            .cmp(&(a.retained > 0))
+            .then(b.suspected.is_some().cmp(&a.suspected.is_some()))
             .then(b.oldest_age.cmp(&a.oldest_age))
             .then(b.live.cmp(&a.live))
     });

@@ -21,8 +21,8 @@
 
 use core::any::TypeId;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Mutex;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use super::cohort::Cohorts;
 use super::history::History;
@@ -182,6 +182,11 @@ pub(crate) struct TypeState {
     pub(crate) holders: Option<HolderTable>,
     /// Observations for growth detection, updated by snapshots only.
     pub(crate) history: Mutex<History>,
+    /// Polled live objects (tasks) by last poll time; allocated at the
+    /// site's first poll (see `tasks.rs`).
+    idle: OnceLock<Box<Cohorts<0>>>,
+    /// Objects of this site ever retired (see `retire.rs`).
+    pub(crate) retired: AtomicU64,
 }
 
 impl TypeState {
@@ -200,6 +205,8 @@ impl TypeState {
                 .map(|_| LabelTable::new(super::max_label_values())),
             holders: site.meta.arc.then(HolderTable::new),
             history: Mutex::new(History::new()),
+            idle: OnceLock::new(),
+            retired: AtomicU64::new(0),
         }
     }
 }
@@ -219,6 +226,16 @@ impl TypeState {
     #[inline(never)]
     fn record_overflow(&self, ns: u64) {
         self.lifetimes[OWNED].0.record_ns(ns);
+    }
+
+    /// The idle cohorts of polled live objects, allocated on first use.
+    pub(crate) fn idle(&self) -> &Cohorts<0> {
+        self.idle.get_or_init(|| Box::new(Cohorts::new()))
+    }
+
+    /// The idle cohorts, if any object of this site was ever polled.
+    pub(crate) fn idle_if_any(&self) -> Option<&Cohorts<0>> {
+        self.idle.get().map(|b| &**b)
     }
 
     /// All stripes' lifetimes, merged.

@@ -97,6 +97,14 @@ struct ObjAgg {
     labels: BTreeMap<(String, String), u64>,
     /// holder -> live
     holders: BTreeMap<String, u64>,
+    /// Some object of the merged sites was ever retired.
+    retired: bool,
+    /// reason -> retained
+    retained: BTreeMap<String, u64>,
+    retained_oldest_s: f64,
+    /// Idle times of polled live objects, when any is live.
+    idle: Option<Histogram>,
+    oldest_idle_s: f64,
 }
 
 impl ObjAgg {
@@ -120,6 +128,20 @@ impl ObjAgg {
             let k = cap_label(&format!("{}:{}", h.file, h.line), limits.max_label_len);
             *self.holders.entry(k).or_default() += h.live;
         }
+        self.retired |= o.retired > 0;
+        for r in &o.retained_reasons {
+            let k = cap_label(&r.reason, limits.max_label_len);
+            *self.retained.entry(k).or_default() += r.retained;
+        }
+        if let Some(a) = o.retained_oldest {
+            self.retained_oldest_s = self.retained_oldest_s.max(a.as_secs_f64());
+        }
+        if o.polled_live > 0 {
+            merge_hist(&mut self.idle, &o.idle);
+        }
+        if let Some(a) = o.oldest_idle {
+            self.oldest_idle_s = self.oldest_idle_s.max(a.as_secs_f64());
+        }
     }
 }
 
@@ -134,7 +156,11 @@ pub(super) fn build(snap: &Snapshot, limits: &Limits, st: &mut State) -> Vec<Fam
     let mut out = heap_totals(h);
     out.push(heap_sites(h, limits));
     let aggs = admit_object_sites(snap, limits, &mut st.sticky);
+    let retained = retained_families(&aggs, limits);
+    let tasks = task_families(&aggs);
     out.extend(object_families(aggs, limits));
+    out.extend(retained);
+    out.extend(tasks);
     out.extend(leakscope_health(h));
     clamp_counters(&mut out, &mut st.last_counters);
     out
@@ -355,6 +381,75 @@ fn object_families(aggs: BTreeMap<ObjKey, ObjAgg>, limits: &Limits) -> [Family; 
     [
         created, dropped, live, oldest, lifetimes, live_ages, by_label, holders,
     ]
+}
+
+/// The retained objects (retired, still live after the grace period) of
+/// the merged sites that ever retired one: per reason (the most retained
+/// first, the rest under `reason="other"`), and how long ago the
+/// longest-retained one was retired.
+fn retained_families(aggs: &BTreeMap<ObjKey, ObjAgg>, limits: &Limits) -> [Family; 2] {
+    let mut retained = Family::new(
+        RETAINED,
+        Kind::Gauge,
+        "Tracked objects retired (\"this should be gone now\") more than the grace period ago and still live, per track! site and reason; reasons past the cap under reason=\"other\".",
+    );
+    let mut oldest = Family::new(
+        RETAINED_OLDEST,
+        Kind::Gauge,
+        "Seconds since the longest-retained object of a track! site was retired (0 when none is retained).",
+    );
+    for (k, a) in aggs.iter().filter(|(_, a)| a.retired) {
+        let mut rs: Vec<(&str, u64)> = a.retained.iter().map(|(r, n)| (r.as_str(), *n)).collect();
+        rs.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(y.0)));
+        let keep = |i: usize, r: &&str| i < limits.max_label_values && *r != OTHER;
+        let (kept, other) = top_n_plus_other(rs, keep, sum);
+        let series = |reason: &str| {
+            vec![
+                ("type", k.0.clone()),
+                ("site", k.1.clone()),
+                ("reason", reason.to_string()),
+            ]
+        };
+        for (r, n) in kept {
+            retained.push(series(r), Value::Int(n));
+        }
+        if let Some(n) = other {
+            retained.push(series(OTHER), Value::Int(n));
+        }
+        let base = vec![
+            ("type", k.0.clone()),
+            ("site", k.1.clone()),
+            ("name", k.2.clone()),
+        ];
+        oldest.push(base, Value::Float(a.retained_oldest_s));
+    }
+    [retained, oldest]
+}
+
+/// Tasks (tracked futures, streams, async I/O polled at least once): how
+/// long the live ones have not been polled, per merged site with any.
+fn task_families(aggs: &BTreeMap<ObjKey, ObjAgg>) -> [Family; 2] {
+    let mut idle = Family::new(
+        TASKS_IDLE,
+        Kind::Histogram,
+        "Seconds since the last poll of each live tracked future, stream or async I/O object per track! site (a histogram of a gauge: use without rate()).",
+    );
+    let mut oldest = Family::new(
+        TASKS_OLDEST_IDLE,
+        Kind::Gauge,
+        "Longest time in seconds a live tracked future, stream or async I/O object of a track! site has not been polled.",
+    );
+    for (k, a) in aggs {
+        let Some(h) = &a.idle else { continue };
+        let base = vec![
+            ("type", k.0.clone()),
+            ("site", k.1.clone()),
+            ("name", k.2.clone()),
+        ];
+        idle.push(base.clone(), Value::Hist(Box::new(h.clone())));
+        oldest.push(base, Value::Float(a.oldest_idle_s));
+    }
+    [idle, oldest]
 }
 
 /// leakscope's own health: dropped samples, system unwinds, metadata, and
@@ -625,5 +720,45 @@ mod tests {
         assert_eq!(holders.len(), 4);
         assert!(t.contains("holder=\"src/h.rs:0\"} 10\n"));
         assert!(t.contains("holder=\"other\"} 13\n"));
+    }
+
+    #[test]
+    fn retained_reasons_are_top_n_plus_other() {
+        use crate::snapshot::RetainedReason;
+        let mut o = site("src/r.rs", 1, 50);
+        o.retired = 50;
+        o.retained = 50;
+        o.retained_oldest = Some(Duration::from_secs(9));
+        o.retained_reasons = (0..5u64)
+            .map(|i| RetainedReason {
+                reason: format!("reason {i}"),
+                retained: 10,
+                oldest: Some(Duration::from_secs(9 - i)),
+            })
+            .collect();
+        let mut snap = Snapshot::default();
+        snap.objects.push(o);
+        let limits = Limits::default().max_label_values(2);
+        let t = text(&snap, &limits, &mut fresh());
+        let series: Vec<&str> = t
+            .lines()
+            .filter(|l| l.starts_with("leakscope_objects_retained{"))
+            .collect();
+        assert_eq!(series.len(), 3, "{series:?}");
+        assert!(series[2].contains("reason=\"other\"") && series[2].ends_with(" 30"));
+        assert!(t.contains(
+            "leakscope_objects_retained_oldest_seconds{type=\"app::Ctx\",site=\"src/r.rs:1\",name=\"\"} 9\n"
+        ));
+        // A site that never retired or polled anything adds no series.
+        let plain = text(
+            &Snapshot {
+                objects: vec![site("src/p.rs", 2, 1)],
+                ..Default::default()
+            },
+            &limits,
+            &mut fresh(),
+        );
+        assert!(!plain.contains("leakscope_objects_retained{"));
+        assert!(!plain.contains("leakscope_tasks_idle_seconds_bucket{"));
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use crate::snapshot::Snapshot;
 
 use super::build::{build, with_state};
-use super::model::{Family, Kind, Labels, Value, LIFETIME};
+use super::model::{Family, Kind, Labels, Value, LIFETIME, TASKS_IDLE};
 use super::text::le_label;
 use super::Limits;
 
@@ -95,6 +95,12 @@ fn hist_names(name: &str) -> (&'static str, &'static str, &'static str) {
             "leakscope_object_lifetime_seconds_bucket",
             "leakscope_object_lifetime_seconds_sum",
             "leakscope_object_lifetime_seconds_count",
+        )
+    } else if name == TASKS_IDLE {
+        (
+            "leakscope_tasks_idle_seconds_bucket",
+            "leakscope_tasks_idle_seconds_sum",
+            "leakscope_tasks_idle_seconds_count",
         )
     } else {
         (

@@ -81,6 +81,10 @@ pub(super) const LIFETIME: &str = "leakscope_object_lifetime_seconds";
 pub(super) const LIVE_AGE: &str = "leakscope_objects_live_age_seconds";
 pub(super) const BY_LABEL: &str = "leakscope_objects_live_by_label";
 pub(super) const HOLDERS: &str = "leakscope_object_holders_live";
+pub(super) const RETAINED: &str = "leakscope_objects_retained";
+pub(super) const RETAINED_OLDEST: &str = "leakscope_objects_retained_oldest_seconds";
+pub(super) const TASKS_IDLE: &str = "leakscope_tasks_idle_seconds";
+pub(super) const TASKS_OLDEST_IDLE: &str = "leakscope_tasks_oldest_idle_seconds";
 pub(super) const DROPPED_SAMPLES: &str = "leakscope_dropped_samples_total";
 pub(super) const SYSTEM_UNWINDS: &str = "leakscope_system_unwinds_total";
 pub(super) const METADATA: &str = "leakscope_metadata_bytes";
@@ -90,7 +94,7 @@ pub(super) const SYMBOLIZER_EVICTIONS: &str = "leakscope_symbolizer_evictions_to
 
 /// Every metric name leakscope exports, in output order (stable: dashboards
 /// and alerts depend on them).
-pub const METRIC_NAMES: [&str; 21] = [
+pub const METRIC_NAMES: [&str; 25] = [
     ALLOCATIONS,
     FREES,
     ALLOCATED_BYTES,
@@ -106,6 +110,10 @@ pub const METRIC_NAMES: [&str; 21] = [
     LIVE_AGE,
     BY_LABEL,
     HOLDERS,
+    RETAINED,
+    RETAINED_OLDEST,
+    TASKS_IDLE,
+    TASKS_OLDEST_IDLE,
     DROPPED_SAMPLES,
     SYSTEM_UNWINDS,
     METADATA,

@@ -29,4 +29,10 @@ fn main() {
         .sum();
     assert_eq!(sum, 78);
     assert_eq!((m.as_str(), n.as_str()), ("x", "x"));
+    // A tracked future is a future (what `tokio::spawn(track!(fut))` needs).
+    fn spawnable<F: std::future::Future<Output = u8> + Send + 'static>(_: F) {}
+    spawnable(leakscope::track!(async { 1u8 }, route = "/checkout"));
+    // Retiring: by reference for `Tracked`, by value for `TrackedArc`.
+    a.retire("done");
+    leakscope::TrackedArc::retire(g, "done");
 }
