@@ -79,8 +79,12 @@
 //! application's `live_bytes` or `peak_live_bytes`. A block crosses sides
 //! only once per server: the configuration and handler the application
 //! built (a few hundred bytes) are freed by the server thread at shutdown,
-//! as metadata. An application that mounts the handlers in its own server
-//! renders on its own threads, into its own memory.
+//! as metadata. The workers are all started with the server and live as
+//! long as it does: std's thread start-up runs before tokio's
+//! `on_thread_start` hook, outside the guard (a worker spawned mid-scrape
+//! moved the application's live bytes by a few bytes of thread name). An
+//! application that mounts the handlers in its own server renders on its
+//! own threads, into its own memory.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -318,6 +322,10 @@ pub(crate) fn start(
                     .max_blocking_threads(workers + 1)
                     .thread_name("leakscope-http-worker")
                     .on_thread_start(crate::alloc::guard::enter_for_thread)
+                    // Workers live as long as the server: a worker that
+                    // exits and is respawned would run std's thread start-up
+                    // before `on_thread_start`, outside the guard.
+                    .thread_keep_alive(Duration::from_secs(24 * 3600))
                     .build()?;
                 let listener = {
                     let _g = rt.enter();
@@ -333,6 +341,21 @@ pub(crate) fn start(
             })();
             let (rt, listener) = match setup {
                 Ok(ok) => {
+                    // Start every worker now (they live as long as the
+                    // server), so that no thread is spawned while requests
+                    // are served.
+                    ok.0.block_on(async {
+                        let started: Vec<_> = (0..workers + 1)
+                            .map(|_| {
+                                tokio::task::spawn_blocking(|| {
+                                    std::thread::sleep(Duration::from_millis(5))
+                                })
+                            })
+                            .collect();
+                        for s in started {
+                            let _ = s.await;
+                        }
+                    });
                     let _ = ready_tx.send(Ok(()));
                     ok
                 }
