@@ -40,8 +40,9 @@ use std::collections::HashMap;
 use super::counters::{self, META_LIVE};
 use super::guard::Guard;
 use super::sampler::current_rate;
+use super::stack::{self, CachedStack};
 use super::table::{self, Live, OVERFLOW_STACK};
-use super::{stack, unwind};
+use super::unwind;
 use crate::histogram::{bucket_index, Histogram, BUCKETS};
 use crate::snapshot::{Frame, HeapSite, HeapSnapshot, HeapStats};
 
@@ -103,7 +104,13 @@ fn metadata_bytes() -> u64 {
 /// Runs `f` under the re-entrancy guard (everything it allocates is
 /// leakscope metadata) and returns a copy of its result made in the
 /// caller's memory; the guarded original is freed under the guard.
+///
+/// A caller already under the guard gets `f`'s result as it is (no copy):
+/// it is leakscope's memory either way, freed under the caller's guard.
 pub(crate) fn as_metadata<T: Clone>(f: impl FnOnce() -> T) -> T {
+    if super::guard::is_entered() {
+        return f();
+    }
     let guarded = {
         let _g = Guard::enter();
         f()
@@ -120,7 +127,18 @@ pub(crate) fn as_metadata<T: Clone>(f: impl FnOnce() -> T) -> T {
 /// grouping, symbolizing) runs under the guard, in leakscope's metadata
 /// memory; the result is then cloned out into the caller's memory.
 pub(crate) fn heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
-    as_metadata(|| build_heap_snapshot(now, min_age))
+    as_metadata(|| {
+        let (mut heap, stacks) = build_heap_snapshot(now, min_age);
+        for (site, stack) in heap.sites.iter_mut().zip(stacks) {
+            site.frames = stack.map_or_else(overflow_frames, CachedStack::to_frames);
+        }
+        heap
+    })
+}
+
+/// The frames of the overflow site.
+fn overflow_frames() -> Vec<Frame> {
+    vec![Frame::new("[leakscope: stack table full]", None, None)]
 }
 
 /// The heap part of a snapshot as `/metrics` needs it, from maintained
@@ -171,10 +189,6 @@ fn totals(stats: &HeapStats) -> HeapSnapshot {
         allocator_active: counters::is_active(),
         sites: Vec::new(),
     }
-}
-
-fn overflow_frames() -> Vec<Frame> {
-    vec![Frame::new("[leakscope: stack table full]", None, None)]
 }
 
 /// [`heap_metrics`]' work, under the caller's guard.
@@ -245,8 +259,13 @@ fn build_heap_metrics() -> HeapSnapshot {
     heap
 }
 
-/// [`heap_snapshot`]'s work, under the caller's guard.
-fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
+/// [`heap_snapshot`]'s work, under the caller's guard: the sites without
+/// their frames, and each site's stack, in the same order, as the
+/// per-stack frame cache holds it (`None`: the overflow site).
+fn build_heap_snapshot(
+    now: u64,
+    min_age: Option<Duration>,
+) -> (HeapSnapshot, Vec<Option<&'static CachedStack>>) {
     let stats = heap_stats();
     let min_age_ns = min_age.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     // Preallocate, copy under the lock, work without it.
@@ -255,7 +274,8 @@ fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
     let mut live: Vec<Live> = Vec::with_capacity(table::LIVE_CAPACITY);
     {
         let t = table::lock();
-        t.read_stacks(&mut rows, |_| true, &mut ips);
+        // Frames are copied only for stacks not in the per-stack cache.
+        t.read_stacks(&mut rows, |id| stack::cached_stack(id).is_none(), &mut ips);
         t.read_live(&mut live);
     }
     // Stack id -> its row (the overflow site is the last row).
@@ -291,8 +311,7 @@ fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
         a.age_sum_secs += e.weight * age as f64 / 1e9;
     }
     drop(live);
-    let mut heap = totals(&stats);
-    heap.sites.reserve_exact(rows.len());
+    let mut sites = Vec::with_capacity(rows.len());
     let mut next_ips = ips.iter().peekable();
     for (row, la) in rows.iter().zip(by_row) {
         let stack_ips = next_ips.next_if(|s| s.id == row.id);
@@ -305,23 +324,24 @@ fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
         if agg.alloc_objects == 0.0 && !has_live {
             continue;
         }
-        let frames = match stack_ips {
-            Some(s) => {
-                let frames = stack::symbolize(s.ips());
-                stack::remember_first(row.id, &frames);
-                frames
-            }
-            None => overflow_frames(),
+        // Known stacks come from the per-stack cache: no symbolizer call.
+        let stack = match stack_ips {
+            _ if row.id == OVERFLOW_STACK => None,
+            Some(s) => stack::stack_frames(row.id, s.ips(), true),
+            None => stack::cached_stack(row.id),
         };
-        heap.sites
-            .push(make_site(frames, agg, la, min_age.is_none()));
+        sites.push((make_site(agg, la, min_age.is_none()), stack));
     }
-    heap.sites.sort_by(|a, b| {
+    drop(ips);
+    sites.sort_by(|(a, _), (b, _)| {
         b.live_bytes
             .cmp(&a.live_bytes)
             .then(b.allocated_bytes.cmp(&a.allocated_bytes))
     });
-    heap
+    let mut heap = totals(&stats);
+    let (s, stacks): (Vec<_>, Vec<_>) = sites.into_iter().unzip();
+    heap.sites = s;
+    (heap, stacks)
 }
 
 /// A non-negative estimate rounded to a count (0 for NaN or below zero).
@@ -336,7 +356,7 @@ fn round(x: f64) -> u64 {
 /// One stack's aggregates and live samples as a [`HeapSite`]. `maintained`:
 /// take the live objects, bytes and samples from the maintained sums (no
 /// age filter), as [`heap_metrics`] does, rather than from `la`.
-fn make_site(frames: Vec<Frame>, agg: &table::Agg, la: LiveAgg, maintained: bool) -> HeapSite {
+fn make_site(agg: &table::Agg, la: LiveAgg, maintained: bool) -> HeapSite {
     let lifetimes: Vec<u64> = agg.lifetimes.iter().map(|&c| round(c)).collect();
     let ages: Vec<u64> = la.ages.iter().map(|&c| round(c)).collect();
     let (live_bytes, live_objects, live_samples) = if maintained {
@@ -349,7 +369,7 @@ fn make_site(frames: Vec<Frame>, agg: &table::Agg, la: LiveAgg, maintained: bool
         (round(la.bytes), round(la.objects), la.samples)
     };
     HeapSite {
-        frames,
+        frames: Vec::new(),
         live_bytes,
         live_objects,
         allocated_bytes: round(agg.alloc_bytes),

@@ -85,6 +85,7 @@ pub(crate) use self::heap_snapshot::{
     thread_blocks_high_water,
 };
 pub(crate) use self::sampler::set_sample_seed;
+pub(crate) use self::stack::stack_cache_stats;
 
 /// A [`GlobalAlloc`] that counts every allocation exactly and samples some
 /// with their stacks, birth times and lifetimes.
