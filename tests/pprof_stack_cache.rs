@@ -100,6 +100,18 @@ fn second_profile_reads_the_stack_cache() {
     assert_eq!(a, content(&route.body));
     let snap = leakscope::snapshot();
     assert_eq!(a, content(&pprof::profile(&snap, &ProfileOptions::heap())));
+    // The leak view too (min_age applied per sample in both).
+    let hour = Duration::from_secs(3600);
+    let old = leakscope::server::route("/debug/pprof/heap", "min_age=1h");
+    let old_snap = leakscope::snapshot_with(&leakscope::SnapshotOptions::new().min_age(hour));
+    assert_eq!(
+        content(&old.body),
+        content(&pprof::profile(
+            &old_snap,
+            &ProfileOptions::heap().min_age(hour)
+        ))
+    );
+    assert_eq!(leakscope::testing::symbolizer_lookups(), lookups);
     // The frames are the cached ones: the leaf function is the profile's.
     let leaf = snap
         .heap

@@ -136,8 +136,22 @@ pub(crate) fn heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot
     })
 }
 
-/// The frames of the overflow site.
-fn overflow_frames() -> Vec<Frame> {
+/// What a heap profile reads: the heap part of a snapshot as
+/// [`heap_snapshot`] builds it, but every site's `frames` left empty and
+/// its stack given aside, in the same order, as the per-stack frame cache
+/// holds it (`None`: the overflow site, `[leakscope: stack table full]`),
+/// so a profile interns each stack's frames without copying them. Must be
+/// called under the guard (everything here is leakscope's memory).
+pub(crate) fn heap_profile_view(
+    now: u64,
+    min_age: Option<Duration>,
+) -> (HeapSnapshot, Vec<Option<&'static CachedStack>>) {
+    debug_assert!(super::guard::is_entered());
+    build_heap_snapshot(now, min_age)
+}
+
+/// The frames of the overflow site (see [`heap_profile_view`]).
+pub(crate) fn overflow_frames() -> Vec<Frame> {
     vec![Frame::new("[leakscope: stack table full]", None, None)]
 }
 
@@ -260,8 +274,7 @@ fn build_heap_metrics() -> HeapSnapshot {
 }
 
 /// [`heap_snapshot`]'s work, under the caller's guard: the sites without
-/// their frames, and each site's stack, in the same order, as the
-/// per-stack frame cache holds it (`None`: the overflow site).
+/// their frames, and each site's stack (see [`heap_profile_view`]).
 fn build_heap_snapshot(
     now: u64,
     min_age: Option<Duration>,

@@ -37,6 +37,7 @@
 //! per id, no lock), by whichever read symbolizes the stack first (a full
 //! snapshot, a profile, or a `/metrics` scrape resolving a new stack). A
 //! snapshot or a heap profile of known stacks makes no symbolizer call: a
+//! profile interns the cached symbols directly (`pprof::profile_now`), a
 //! snapshot copies them into its `Frame`s.
 //!
 //! Memory: an entry holds, per return address, the address and an `Arc`
@@ -195,6 +196,11 @@ impl CachedStack {
             skip -= k;
             (k < syms.len()).then(|| (*addr, &syms[k..]))
         })
+    }
+
+    /// Addresses in the stack (an upper bound on its groups).
+    pub(crate) fn len(&self) -> usize {
+        self.groups.len()
     }
 
     /// The stack's frames after trimming, as a snapshot holds them.
