@@ -3,6 +3,7 @@
 //! snapshot's heap sites that emits one sample per part as it goes.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::alloc::CachedStack;
@@ -55,6 +56,31 @@ pub(super) enum SiteStack<'a> {
     Cached(&'a CachedStack),
 }
 
+/// Hashes the address keys of [`Builder::by_address`] with one folded
+/// multiply: a profile looks up every address of every stack (about
+/// 100 000 lookups on 3000 stacks), and SipHash's resistance to chosen
+/// keys buys nothing for instruction addresses the process itself holds
+/// (it cost about 100 instructions per lookup, 14% of a profile).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        let p = u128::from(self.0 ^ v) * 0x9e37_79b9_7f4a_7c15;
+        self.0 = (p as u64) ^ ((p >> 64) as u64);
+    }
+}
+
 /// Interning tables of one profile under construction.
 pub(super) struct Builder {
     strings: Vec<String>,
@@ -64,7 +90,7 @@ pub(super) struct Builder {
     locations: Vec<proto::Location>,
     /// Locations by address (several only if one address was symbolized
     /// differently, e.g. in a synthetic snapshot).
-    by_address: HashMap<u64, Vec<u64>>,
+    by_address: HashMap<u64, Vec<u64>, BuildHasherDefault<AddrHasher>>,
     /// Locations without an address, by their lines.
     by_lines: HashMap<Vec<(u64, i64)>, u64>,
     mappings: Vec<mapping::MappingInfo>,
@@ -78,7 +104,7 @@ impl Builder {
             functions: Vec::new(),
             function_ix: HashMap::new(),
             locations: Vec::new(),
-            by_address: HashMap::new(),
+            by_address: HashMap::default(),
             by_lines: HashMap::new(),
             mappings: mappings.to_vec(),
         };
