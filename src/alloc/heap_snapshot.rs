@@ -25,9 +25,13 @@
 //!   the first-frame cache (`stack.rs`); new ones are symbolized within a
 //!   per-scrape budget ([`stack::ScrapeBudget`]), the rest labelled
 //!   `[unsymbolized stack 0x…]` until a later read resolves them.
-//! - [`heap_snapshot`] (snapshots, profiles, the leak report): every
-//!   stack's row and frames, and every live sample (at most 114 688): ages
-//!   are per sample, so they cannot be maintained.
+//! - [`heap_snapshot`] and [`heap_profile_view`] (snapshots, profiles, the
+//!   leak report): every stack's row, the frames of the stacks not in the
+//!   per-stack frame cache yet (`stack.rs`: after the first full read, none),
+//!   and every live sample (at most 114 688): ages are per sample, so they
+//!   cannot be maintained. Cached stacks are not symbolized again; a
+//!   profile reads their frames where the cache keeps them, a snapshot
+//!   copies them into its sites.
 //!
 //! Without a `min_age` filter, both take each site's live objects, bytes
 //! and sample count from the same maintained sums, so `/metrics` rendered
