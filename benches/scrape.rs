@@ -6,7 +6,8 @@
 //!
 //! Every stack is symbolized once before measuring (the steady state of a
 //! service scraped every second: the first scrape of a new stack pays its
-//! symbolization, later ones do not).
+//! symbolization, later ones do not): the first `/debug/pprof/heap` is
+//! timed apart, the measured ones read the per-stack frame cache.
 //!
 //! `cargo bench --bench scrape -- --warm-up-time 1 --measurement-time 5`
 
@@ -88,6 +89,8 @@ fn bench(c: &mut Criterion) {
         |b| b.iter(|| black_box(leakscope::server::route("/debug/pprof/heap", ""))),
     );
     eprintln!("after: {:?}", leakscope::heap_stats());
+    let (stacks, bytes) = leakscope::testing::stack_cache();
+    eprintln!("per-stack frame cache: {stacks} stacks, {bytes} bytes");
     drop(live);
 }
 

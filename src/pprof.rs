@@ -86,7 +86,6 @@ use flate2::Compression;
 use prost::Message as _;
 
 use crate::snapshot::Snapshot;
-use crate::SnapshotOptions;
 
 pub use text::text;
 
@@ -153,7 +152,7 @@ impl ProfileOptions {
     /// Counts as in use only live allocations at least `age` old.
     ///
     /// [`profile_now`] applies it exactly (it takes a snapshot with
-    /// [`SnapshotOptions::min_age`]); [`profile`] and [`text`], given a
+    /// [`crate::SnapshotOptions::min_age`]); [`profile`] and [`text`], given a
     /// snapshot taken without it, apply it per age bucket: they keep the
     /// buckets whose upper bound is at least `age`.
     #[must_use]
@@ -177,12 +176,28 @@ pub fn allocs_profile() -> Vec<u8> {
 
 /// Takes a snapshot (filtered by `opts.min_age`, if set) and returns its
 /// gzipped profile.
+///
+/// The same bytes as [`profile`] of [`crate::snapshot_with`] (but for the
+/// profile's time), built without the snapshot: each site's frames are read
+/// where the per-stack frame cache keeps them, not copied into a
+/// [`Snapshot`] first, and the tracked objects are not read. A stack read
+/// for the first time is symbolized (and cached) here.
 pub fn profile_now(opts: &ProfileOptions) -> Vec<u8> {
-    let mut so = SnapshotOptions::new();
-    if let Some(age) = opts.min_age {
-        so = so.min_age(age);
-    }
-    profile(&crate::snapshot_with(&so), opts)
+    let now = crate::clock::now_ns();
+    crate::alloc::as_metadata(|| {
+        let (heap, stacks) = crate::alloc::heap_profile_view(now, opts.min_age);
+        let overflow = crate::alloc::overflow_frames();
+        let sites = heap.sites.iter().zip(&stacks).map(|(site, stack)| {
+            let frames = match stack {
+                Some(c) => builder::SiteStack::Cached(c),
+                None => builder::SiteStack::Frames(&overflow),
+            };
+            (site, frames)
+        });
+        encode(|emit| {
+            builder::build_sites(heap.sample_rate, sites, opts, &mapping::current(), emit)
+        })
+    })
 }
 
 /// The gzipped `profile.proto` of a snapshot's heap.
@@ -193,6 +208,12 @@ pub fn profile_now(opts: &ProfileOptions) -> Vec<u8> {
 /// of samples (protobuf readers accept fields in any order; the Go runtime
 /// also writes its string table last).
 pub fn profile(snapshot: &Snapshot, opts: &ProfileOptions) -> Vec<u8> {
+    encode(|emit| builder::build(snapshot, opts, &mapping::current(), emit))
+}
+
+/// Gzips the profile `build` makes: `build` hands each sample to the
+/// closure it is given as it is made, and returns the rest of the message.
+fn encode(build: impl FnOnce(&mut dyn FnMut(proto::Sample)) -> proto::Profile) -> Vec<u8> {
     // Go writes profiles with gzip.BestSpeed: profiles are taken on live
     // services, so compression time matters more than a few percent of size.
     let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
@@ -200,7 +221,7 @@ pub fn profile(snapshot: &Snapshot, opts: &ProfileOptions) -> Vec<u8> {
     const BATCH: usize = 64 * 1024;
     let mut batch = Vec::with_capacity(BATCH + 1024);
     let mut failed = false;
-    let rest = builder::build(snapshot, opts, &mapping::current(), |sample| {
+    let rest = build(&mut |sample| {
         prost::encoding::message::encode(PROFILE_SAMPLE_TAG, &sample, &mut batch);
         if batch.len() >= BATCH {
             failed |= gz.write_all(&batch).is_err();

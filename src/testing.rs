@@ -65,3 +65,18 @@ pub fn metadata_live_raw() -> i64 {
 pub fn metrics_both_paths() -> (String, String) {
     crate::prometheus::render_both_paths()
 }
+
+/// The symbolizer's lookup calls so far (one per batch of addresses,
+/// whether answered from its cache or not). A profile of stacks already
+/// in the per-stack frame cache makes none.
+#[doc(hidden)]
+pub fn symbolizer_lookups() -> u64 {
+    crate::symbolize::stats().batches
+}
+
+/// The per-stack frame cache: (stacks cached, heap bytes of their
+/// entries). At most one entry per interned stack (3072).
+#[doc(hidden)]
+pub fn stack_cache() -> (u64, u64) {
+    crate::alloc::stack_cache_stats()
+}

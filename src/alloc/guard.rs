@@ -184,6 +184,7 @@ impl Drop for Guard {
 /// is leakscope's metadata. For a thread whose body leakscope runs, prefer
 /// a [`Guard`] held for the body, so what the spawning thread allocated and
 /// moved in is freed as it was allocated.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) fn enter_for_thread() {
     core::mem::forget(Guard::enter());
 }

@@ -25,9 +25,13 @@
 //!   the first-frame cache (`stack.rs`); new ones are symbolized within a
 //!   per-scrape budget ([`stack::ScrapeBudget`]), the rest labelled
 //!   `[unsymbolized stack 0x…]` until a later read resolves them.
-//! - [`heap_snapshot`] (snapshots, profiles, the leak report): every
-//!   stack's row and frames, and every live sample (at most 114 688): ages
-//!   are per sample, so they cannot be maintained.
+//! - [`heap_snapshot`] and [`heap_profile_view`] (snapshots, profiles, the
+//!   leak report): every stack's row, the frames of the stacks not in the
+//!   per-stack frame cache yet (`stack.rs`: after the first full read, none),
+//!   and every live sample (at most 114 688): ages are per sample, so they
+//!   cannot be maintained. Cached stacks are not symbolized again; a
+//!   profile reads their frames where the cache keeps them, a snapshot
+//!   copies them into its sites.
 //!
 //! Without a `min_age` filter, both take each site's live objects, bytes
 //! and sample count from the same maintained sums, so `/metrics` rendered
@@ -40,8 +44,9 @@ use std::collections::HashMap;
 use super::counters::{self, META_LIVE};
 use super::guard::Guard;
 use super::sampler::current_rate;
+use super::stack::{self, CachedStack};
 use super::table::{self, Live, OVERFLOW_STACK};
-use super::{stack, unwind};
+use super::unwind;
 use crate::histogram::{bucket_index, Histogram, BUCKETS};
 use crate::snapshot::{Frame, HeapSite, HeapSnapshot, HeapStats};
 
@@ -103,7 +108,13 @@ fn metadata_bytes() -> u64 {
 /// Runs `f` under the re-entrancy guard (everything it allocates is
 /// leakscope metadata) and returns a copy of its result made in the
 /// caller's memory; the guarded original is freed under the guard.
+///
+/// A caller already under the guard gets `f`'s result as it is (no copy):
+/// it is leakscope's memory either way, freed under the caller's guard.
 pub(crate) fn as_metadata<T: Clone>(f: impl FnOnce() -> T) -> T {
+    if super::guard::is_entered() {
+        return f();
+    }
     let guarded = {
         let _g = Guard::enter();
         f()
@@ -120,7 +131,32 @@ pub(crate) fn as_metadata<T: Clone>(f: impl FnOnce() -> T) -> T {
 /// grouping, symbolizing) runs under the guard, in leakscope's metadata
 /// memory; the result is then cloned out into the caller's memory.
 pub(crate) fn heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
-    as_metadata(|| build_heap_snapshot(now, min_age))
+    as_metadata(|| {
+        let (mut heap, stacks) = build_heap_snapshot(now, min_age);
+        for (site, stack) in heap.sites.iter_mut().zip(stacks) {
+            site.frames = stack.map_or_else(overflow_frames, CachedStack::to_frames);
+        }
+        heap
+    })
+}
+
+/// What a heap profile reads: the heap part of a snapshot as
+/// [`heap_snapshot`] builds it, but every site's `frames` left empty and
+/// its stack given aside, in the same order, as the per-stack frame cache
+/// holds it (`None`: the overflow site, `[leakscope: stack table full]`),
+/// so a profile interns each stack's frames without copying them. Must be
+/// called under the guard (everything here is leakscope's memory).
+pub(crate) fn heap_profile_view(
+    now: u64,
+    min_age: Option<Duration>,
+) -> (HeapSnapshot, Vec<Option<&'static CachedStack>>) {
+    debug_assert!(super::guard::is_entered());
+    build_heap_snapshot(now, min_age)
+}
+
+/// The frames of the overflow site (see [`heap_profile_view`]).
+pub(crate) fn overflow_frames() -> Vec<Frame> {
+    vec![Frame::new("[leakscope: stack table full]", None, None)]
 }
 
 /// The heap part of a snapshot as `/metrics` needs it, from maintained
@@ -171,10 +207,6 @@ fn totals(stats: &HeapStats) -> HeapSnapshot {
         allocator_active: counters::is_active(),
         sites: Vec::new(),
     }
-}
-
-fn overflow_frames() -> Vec<Frame> {
-    vec![Frame::new("[leakscope: stack table full]", None, None)]
 }
 
 /// [`heap_metrics`]' work, under the caller's guard.
@@ -245,8 +277,12 @@ fn build_heap_metrics() -> HeapSnapshot {
     heap
 }
 
-/// [`heap_snapshot`]'s work, under the caller's guard.
-fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
+/// [`heap_snapshot`]'s work, under the caller's guard: the sites without
+/// their frames, and each site's stack (see [`heap_profile_view`]).
+fn build_heap_snapshot(
+    now: u64,
+    min_age: Option<Duration>,
+) -> (HeapSnapshot, Vec<Option<&'static CachedStack>>) {
     let stats = heap_stats();
     let min_age_ns = min_age.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     // Preallocate, copy under the lock, work without it.
@@ -255,7 +291,8 @@ fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
     let mut live: Vec<Live> = Vec::with_capacity(table::LIVE_CAPACITY);
     {
         let t = table::lock();
-        t.read_stacks(&mut rows, |_| true, &mut ips);
+        // Frames are copied only for stacks not in the per-stack cache.
+        t.read_stacks(&mut rows, |id| stack::cached_stack(id).is_none(), &mut ips);
         t.read_live(&mut live);
     }
     // Stack id -> its row (the overflow site is the last row).
@@ -291,8 +328,7 @@ fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
         a.age_sum_secs += e.weight * age as f64 / 1e9;
     }
     drop(live);
-    let mut heap = totals(&stats);
-    heap.sites.reserve_exact(rows.len());
+    let mut sites = Vec::with_capacity(rows.len());
     let mut next_ips = ips.iter().peekable();
     for (row, la) in rows.iter().zip(by_row) {
         let stack_ips = next_ips.next_if(|s| s.id == row.id);
@@ -305,23 +341,24 @@ fn build_heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
         if agg.alloc_objects == 0.0 && !has_live {
             continue;
         }
-        let frames = match stack_ips {
-            Some(s) => {
-                let frames = stack::symbolize(s.ips());
-                stack::remember_first(row.id, &frames);
-                frames
-            }
-            None => overflow_frames(),
+        // Known stacks come from the per-stack cache: no symbolizer call.
+        let stack = match stack_ips {
+            _ if row.id == OVERFLOW_STACK => None,
+            Some(s) => stack::stack_frames(row.id, s.ips(), true),
+            None => stack::cached_stack(row.id),
         };
-        heap.sites
-            .push(make_site(frames, agg, la, min_age.is_none()));
+        sites.push((make_site(agg, la, min_age.is_none()), stack));
     }
-    heap.sites.sort_by(|a, b| {
+    drop(ips);
+    sites.sort_by(|(a, _), (b, _)| {
         b.live_bytes
             .cmp(&a.live_bytes)
             .then(b.allocated_bytes.cmp(&a.allocated_bytes))
     });
-    heap
+    let mut heap = totals(&stats);
+    let (s, stacks): (Vec<_>, Vec<_>) = sites.into_iter().unzip();
+    heap.sites = s;
+    (heap, stacks)
 }
 
 /// A non-negative estimate rounded to a count (0 for NaN or below zero).
@@ -336,7 +373,7 @@ fn round(x: f64) -> u64 {
 /// One stack's aggregates and live samples as a [`HeapSite`]. `maintained`:
 /// take the live objects, bytes and samples from the maintained sums (no
 /// age filter), as [`heap_metrics`] does, rather than from `la`.
-fn make_site(frames: Vec<Frame>, agg: &table::Agg, la: LiveAgg, maintained: bool) -> HeapSite {
+fn make_site(agg: &table::Agg, la: LiveAgg, maintained: bool) -> HeapSite {
     let lifetimes: Vec<u64> = agg.lifetimes.iter().map(|&c| round(c)).collect();
     let ages: Vec<u64> = la.ages.iter().map(|&c| round(c)).collect();
     let (live_bytes, live_objects, live_samples) = if maintained {
@@ -349,7 +386,7 @@ fn make_site(frames: Vec<Frame>, agg: &table::Agg, la: LiveAgg, maintained: bool
         (round(la.bytes), round(la.objects), la.samples)
     };
     HeapSite {
-        frames,
+        frames: Vec::new(),
         live_bytes,
         live_objects,
         allocated_bytes: round(agg.alloc_bytes),

@@ -78,13 +78,13 @@ mod unwind;
 
 pub use self::sampler::{sample_rate, set_sample_rate, DEFAULT_SAMPLE_RATE};
 
-#[cfg(feature = "prometheus")]
 pub(crate) use self::heap_snapshot::as_metadata;
 pub(crate) use self::heap_snapshot::{
-    heap_metrics, heap_snapshot, heap_stats, last_table_read, metadata_live_raw,
-    thread_blocks_high_water,
+    heap_metrics, heap_profile_view, heap_snapshot, heap_stats, last_table_read, metadata_live_raw,
+    overflow_frames, thread_blocks_high_water,
 };
 pub(crate) use self::sampler::set_sample_seed;
+pub(crate) use self::stack::{stack_cache_stats, CachedStack};
 
 /// A [`GlobalAlloc`] that counts every allocation exactly and samples some
 /// with their stacks, birth times and lifetimes.

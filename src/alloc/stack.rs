@@ -29,9 +29,43 @@
 //! A scrape symbolizes new stacks within a budget ([`ScrapeBudget`]) and
 //! only if the symbolizer is free; the rest get a placeholder label for
 //! this scrape (see [`placeholder`]) and are resolved by a later one.
+//!
+//! # The per-stack frame cache (what a profile reads)
+//!
+//! A stack's whole symbolized, trimmed frame list is kept per id too, in
+//! [`STACKS`] ([`CachedStack`]), set once the same way (an atomic pointer
+//! per id, no lock), by whichever read symbolizes the stack first (a full
+//! snapshot, a profile, or a `/metrics` scrape resolving a new stack). A
+//! snapshot or a heap profile of known stacks makes no symbolizer call: a
+//! profile interns the cached symbols directly (`pprof::profile_now`), a
+//! snapshot copies them into its `Frame`s.
+//!
+//! Memory: an entry holds, per return address, the address and an `Arc`
+//! of that address's symbols, shared with the symbolizer's address cache
+//! (one copy of each function name and file however many stacks pass
+//! through the address), plus how many leading frames trimming drops: 24
+//! bytes per address, at most [`MAX_FRAMES`] addresses, so at most about
+//! 1.2 KiB per stack and 3.5 MiB for [`MAX_STACKS`] stacks (counted in
+//! [`stack_cache_stats`]; 3000 stacks of 40 addresses: 2.9 MiB). The
+//! shared symbols are counted in the symbolizer's budget while its address
+//! cache holds them; if it drops them to stay under its budget, entries
+//! here keep theirs alive (at most the symbols of the addresses of
+//! [`MAX_STACKS`] stacks). Never freed: leakscope metadata, allocated
+//! under the guard.
+//!
+//! # First-time symbolization
+//!
+//! `/metrics` never waits for the symbolizer (its budget above). A full
+//! snapshot or a profile does: it needs every stack's frames, and the
+//! first address in an object not parsed yet costs that object's DWARF
+//! index (tens to a couple of hundred milliseconds, once per object and
+//! process). Answering a profile with placeholders instead would make it
+//! a profile whose stacks are not the stacks (tools would merge and diff
+//! them wrongly), so profiles stay exact and pay the first parse once;
+//! every later profile of known stacks reads the cache.
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::guard::Guard;
@@ -78,24 +112,16 @@ pub(super) fn lock_cache() -> MutexGuard<'static, SymbolCache> {
     symbolize::lock()
 }
 
-/// Symbolizes return addresses (innermost first) into frames, trimming
-/// leakscope's own frames and the allocation shims so the first frame is the
-/// user's code. Must be called under the re-entrancy [`Guard`]; the returned
-/// frames are guarded memory too (clone them out after leaving the guard).
-pub(crate) fn symbolize(ips: &[usize]) -> Vec<Frame> {
-    trim(to_frames(ips, &symbolize::resolve_many(&lookup_pcs(ips))))
-}
-
-/// Like [`symbolize`], or `None` without waiting if the symbolizer is busy.
-fn try_symbolize(ips: &[usize]) -> Option<Vec<Frame>> {
-    let syms = symbolize::try_resolve_many(&lookup_pcs(ips))?;
-    Some(trim(to_frames(ips, &syms)))
-}
-
-/// Symbolizes without trimming (under the guard, like [`symbolize`]).
+/// Symbolizes `ips` without trimming (the frames of every address), under
+/// the guard.
 #[cfg(test)]
 fn symbolize_all(ips: &[usize]) -> Vec<Frame> {
-    to_frames(ips, &symbolize::resolve_many(&lookup_pcs(ips)))
+    let syms = symbolize::resolve_many(&lookup_pcs(ips));
+    let mut out = Vec::new();
+    for (&ip, syms) in ips.iter().filter(|&&ip| ip > 1).zip(&syms) {
+        push_frames(&mut out, ip.saturating_sub(1) as u64, syms);
+    }
+    out
 }
 
 /// The addresses looked up for `ips`: `ip - 2`, which is what
@@ -109,25 +135,156 @@ fn lookup_pcs(ips: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-/// Frames of `syms` (one `Vec` per address of `ips` that is > 1); each
-/// frame's `address` is the return address minus one, as always.
-fn to_frames(ips: &[usize], syms: &[Vec<Sym>]) -> Vec<Frame> {
+/// Appends the frames of one address's symbols: each frame's `address` is
+/// `address` (the return address minus one, as always); all but the last
+/// are marked inlined into the next.
+fn push_frames(out: &mut Vec<Frame>, address: u64, syms: &[Sym]) {
+    let last = syms.len().saturating_sub(1);
+    for (k, s) in syms.iter().enumerate() {
+        out.push(Frame {
+            function: s.function.clone(),
+            file: s.file.clone(),
+            line: s.line,
+            address,
+            inlined: k < last,
+        });
+    }
+}
+
+/// One interned stack, symbolized and trimmed, as the per-stack cache
+/// ([`STACKS`]) keeps it: per return address (those > 1) the address
+/// frames carry and its symbols, shared with the symbolizer's address
+/// cache (an `Arc` per address, not a copy of its strings); `skip` frames
+/// of the flat list are trimmed off the front (see [`trim_start`]).
+pub(crate) struct CachedStack {
+    groups: Box<[(u64, Arc<[Sym]>)]>,
+    skip: usize,
+}
+
+impl CachedStack {
+    /// Under the guard.
+    fn new(ips: &[usize], syms: Vec<Arc<[Sym]>>) -> CachedStack {
+        let groups: Box<[(u64, Arc<[Sym]>)]> = ips
+            .iter()
+            .filter(|&&ip| ip > 1)
+            .map(|&ip| ip.saturating_sub(1) as u64)
+            .zip(syms)
+            .collect();
+        let skip = trim_start(
+            groups
+                .iter()
+                .flat_map(|(_, s)| s.iter())
+                .map(|s| (s.function.as_str(), s.file.as_deref())),
+        );
+        CachedStack { groups, skip }
+    }
+
+    /// Heap bytes of this entry (its groups; the symbols are shared).
+    fn heap_bytes(&self) -> usize {
+        core::mem::size_of::<Self>() + self.groups.len() * core::mem::size_of::<(u64, Arc<[Sym]>)>()
+    }
+
+    /// The stack's frames after trimming, one group per instruction
+    /// address, innermost first: `(address, symbols)`, the symbols of an
+    /// address innermost inlined first (the first group may have lost its
+    /// leading symbols to trimming). Joined, the groups are
+    /// [`CachedStack::to_frames`].
+    pub(crate) fn groups(&self) -> impl Iterator<Item = (u64, &[Sym])> {
+        let mut skip = self.skip;
+        self.groups.iter().filter_map(move |(addr, syms)| {
+            let k = skip.min(syms.len());
+            skip -= k;
+            (k < syms.len()).then(|| (*addr, &syms[k..]))
+        })
+    }
+
+    /// Addresses in the stack (an upper bound on its groups).
+    pub(crate) fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The stack's frames after trimming, as a snapshot holds them.
+    pub(crate) fn to_frames(&self) -> Vec<Frame> {
+        let mut out = Vec::new();
+        for (addr, syms) in self.groups() {
+            push_frames(&mut out, addr, syms);
+        }
+        out
+    }
+}
+
+/// Per stack id: its symbolized, trimmed frames ([`CachedStack`]), set
+/// once by whichever full snapshot or profile reads the stack first, never
+/// freed (like [`FIRST`]; stacks are never removed from the table, so an
+/// id names one stack for ever).
+static STACKS: [AtomicPtr<CachedStack>; MAX_STACKS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_STACKS];
+
+/// Stacks in [`STACKS`] and their entries' heap bytes (for the statistics
+/// and the bound's test).
+static STACKS_COUNT: AtomicU64 = AtomicU64::new(0);
+static STACKS_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// `(stacks cached, their entries' heap bytes)` of the per-stack frame
+/// cache ([`STACKS`]); the symbols they share are the symbolizer's.
+pub(crate) fn stack_cache_stats() -> (u64, u64) {
+    (
+        STACKS_COUNT.load(Ordering::Relaxed),
+        STACKS_BYTES.load(Ordering::Relaxed),
+    )
+}
+
+/// Stack `id`'s cached frames, if known (one atomic load).
+pub(crate) fn cached_stack(id: u32) -> Option<&'static CachedStack> {
+    let p = STACKS.get(id as usize)?.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer in `STACKS` came from `Box::into_raw` in
+    // `stack_frames` and is never freed or written again.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// Stack `id`'s frames (return addresses `ips`): from the per-stack cache,
+/// or symbolized now and cached (its first frame too, see [`FIRST`]).
+/// With `wait == false`, `None` if the stack is not cached and the
+/// symbolizer is busy. Under the guard. An `id` past the table (not a
+/// stack id) is symbolized each time and not cached.
+pub(crate) fn stack_frames(id: u32, ips: &[usize], wait: bool) -> Option<&'static CachedStack> {
+    if let Some(c) = cached_stack(id) {
+        return Some(c);
+    }
+    let slot = STACKS.get(id as usize)?;
     let _g = Guard::enter();
-    let mut frames = Vec::with_capacity(ips.len() + 4);
-    for (&ip, syms) in ips.iter().filter(|&&ip| ip > 1).zip(syms) {
-        let pc = ip.saturating_sub(1);
-        let last = syms.len().saturating_sub(1);
-        for (k, s) in syms.iter().enumerate() {
-            frames.push(Frame {
-                function: s.function.clone(),
-                file: s.file.clone(),
-                line: s.line,
-                address: pc as u64,
-                inlined: k < last,
-            });
+    let syms = symbolize::resolve_shared(&lookup_pcs(ips), wait)?;
+    let entry = CachedStack::new(ips, syms);
+    if !has_first_frame(id) {
+        let mut first = Vec::new();
+        if let Some((addr, syms)) = entry.groups().next() {
+            push_frames(&mut first, addr, syms);
+            first.truncate(1);
+        }
+        remember_first(id, &first);
+    }
+    let bytes = entry.heap_bytes() as u64;
+    let b = Box::into_raw(Box::new(entry));
+    match slot.compare_exchange(
+        core::ptr::null_mut(),
+        b,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => {
+            STACKS_COUNT.fetch_add(1, Ordering::Relaxed);
+            STACKS_BYTES.fetch_add(bytes, Ordering::Relaxed);
+            // SAFETY: just published; never freed.
+            Some(unsafe { &*b })
+        }
+        Err(other) => {
+            // SAFETY: `b` came from `Box::into_raw` above and was not
+            // published.
+            drop(unsafe { Box::from_raw(b) });
+            // SAFETY: `other` is a published entry (never freed).
+            Some(unsafe { &*other })
         }
     }
-    frames
 }
 
 /// Per stack id: its first frame after trimming (an empty `Vec` when
@@ -209,9 +366,8 @@ pub(crate) fn symbolize_pending(pending: &[StackIps]) -> usize {
         if start.elapsed() >= ScrapeBudget::TIME {
             break;
         }
-        match try_symbolize(p.ips()) {
-            Some(frames) => remember_first(p.id, &frames),
-            None => break,
+        if stack_frames(p.id, p.ips(), false).is_none() {
+            break;
         }
         done += 1;
     }
@@ -249,13 +405,12 @@ fn is_own_frame(f: &str) -> bool {
 /// allocator (`Vec` growth, `Box::new`, `String` clone...): code whose source
 /// is the toolchain's library (`/rustc/<hash>/library/...`), or, without
 /// debug info, whose name is in `alloc`, `core`, `std` or `hashbrown`.
-fn is_std_frame(frame: &Frame) -> bool {
-    if let Some(file) = &frame.file {
+fn is_std_frame(function: &str, file: Option<&str>) -> bool {
+    if let Some(file) = file {
         return file.starts_with("/rustc/")
             || file.starts_with("/rust/deps/")
             || file.contains("/rustlib/src/rust/library/");
     }
-    let f = frame.function.as_str();
     const STD: [&str; 8] = [
         "alloc::",
         "<alloc::",
@@ -266,27 +421,40 @@ fn is_std_frame(frame: &Frame) -> bool {
         "hashbrown::",
         "<hashbrown::",
     ];
-    STD.iter().any(|p| f.starts_with(p))
+    STD.iter().any(|p| function.starts_with(p))
 }
 
-fn trim(frames: Vec<Frame>) -> Vec<Frame> {
+/// How many frames of a stack (`(function, file)`, innermost first) are
+/// trimmed off its front: leakscope's own frames and the allocation shims,
+/// then the standard library's plumbing, so the first frame left is the
+/// user's code.
+fn trim_start<'a>(frames: impl Iterator<Item = (&'a str, Option<&'a str>)> + Clone) -> usize {
     let own = frames
-        .iter()
-        .position(|f| !is_own_frame(&f.function))
-        .unwrap_or(frames.len());
-    let rest = &frames[own..];
+        .clone()
+        .position(|(f, _)| !is_own_frame(f))
+        .unwrap_or(frames.clone().count());
     // Then the standard library's plumbing, and leakscope's own wrappers
     // called through it (e.g. a `track_arc!` site registering itself), up
     // to the first frame of the user's code.
-    let user = rest
-        .iter()
-        .position(|f| !is_std_frame(f) && !is_own_frame(&f.function))
+    let user = frames
+        .skip(own)
+        .position(|(f, file)| !is_std_frame(f, file) && !is_own_frame(f))
         // Everything is std (e.g. a thread's own start-up): keep it.
         .unwrap_or(0);
     // std internals inlined into the user's function share its address and
     // come first in its inlined group: dropping them leaves the user's
     // function as the group's first line, which is what pprof should show.
-    rest[user..].to_vec()
+    own + user
+}
+
+#[cfg(test)]
+fn trim(frames: Vec<Frame>) -> Vec<Frame> {
+    let skip = trim_start(
+        frames
+            .iter()
+            .map(|f| (f.function.as_str(), f.file.as_deref())),
+    );
+    frames[skip..].to_vec()
 }
 
 #[cfg(test)]

@@ -84,9 +84,10 @@ pub fn metrics(query: &str) -> Response {
 /// `/debug/pprof/heap`: the heap profile (gzipped `profile.proto`, as Go's
 /// `/debug/pprof/heap`); `debug=1` for text, `min_age` for the leak view.
 ///
-/// A full snapshot (ages are per live sample): heavier than `/metrics`,
-/// about 100–200 ms on 3000 stacks and 100k live samples
-/// (`benches/scrape.rs`); the work is leakscope's memory.
+/// A full read of the live samples (ages are per sample), but no
+/// snapshot: known stacks' frames come from the per-stack cache, not the
+/// symbolizer (see `crate::pprof::profile_now`); the work is leakscope's
+/// memory.
 pub fn pprof_heap(query: &str) -> Response {
     profile(query, false)
 }
@@ -113,11 +114,11 @@ fn profile(query: &str, allocs: bool) -> Response {
     // The snapshot and the encoding are leakscope's memory; only the body
     // is the caller's.
     let body = crate::alloc::as_metadata(|| {
-        let snap = snapshot_for(&q);
         if q.debug {
-            crate::pprof::text(&snap, &opts).into_bytes()
+            crate::pprof::text(&snapshot_for(&q), &opts).into_bytes()
         } else {
-            crate::pprof::profile(&snap, &opts)
+            // No snapshot: frames are read from the per-stack cache.
+            crate::pprof::profile_now(&opts)
         }
     });
     if q.debug {

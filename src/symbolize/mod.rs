@@ -107,7 +107,7 @@ mod modules;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::alloc::guard::Guard;
@@ -177,6 +177,8 @@ pub(crate) struct SymbolizerStats {
     pub(crate) cache_clears: u64,
     /// Time spent symbolizing cache misses, nanoseconds.
     pub(crate) resolve_ns: u64,
+    /// Calls that looked addresses up (batches, whatever their size).
+    pub(crate) batches: u64,
 }
 
 /// A loaded object and, once an address in it was asked for, its parse.
@@ -198,7 +200,9 @@ pub(crate) struct Symbolizer {
     entries: Vec<Entry>,
     /// glibc's load/unload counters when `entries` was listed.
     listed: Option<(u64, u64)>,
-    cache: HashMap<usize, Vec<Sym>>,
+    /// Symbols per address, shared (`Arc`) with the callers that keep
+    /// them: `alloc/stack.rs` caches a stack's symbols per stack id.
+    cache: HashMap<usize, Arc<[Sym]>>,
     /// Heap bytes of the cache entries' contents (not the table itself).
     cache_entry_bytes: usize,
     tick: u64,
@@ -219,7 +223,7 @@ impl Symbolizer {
     }
 
     fn cache_bytes(&self) -> usize {
-        let slot = core::mem::size_of::<(usize, Vec<Sym>)>() + 1;
+        let slot = core::mem::size_of::<(usize, Arc<[Sym]>)>() + 1;
         self.cache.capacity() * slot + self.cache_entry_bytes
     }
 
@@ -290,9 +294,10 @@ impl Symbolizer {
     }
 
     /// Symbolizes `pcs`, in order, from the cache or afresh.
-    fn resolve_batch(&mut self, pcs: &[usize]) -> Vec<Vec<Sym>> {
+    fn resolve_batch(&mut self, pcs: &[usize]) -> Vec<Arc<[Sym]>> {
         self.refresh_modules();
-        let mut out: Vec<Option<Vec<Sym>>> = vec![None; pcs.len()];
+        self.stats.batches += 1;
+        let mut out: Vec<Option<Arc<[Sym]>>> = vec![None; pcs.len()];
         // In address order, so that each object is parsed at most once per
         // batch even when the budget only fits one.
         let mut order: Vec<usize> = (0..pcs.len()).collect();
@@ -305,16 +310,19 @@ impl Symbolizer {
                 continue;
             }
             let t = Instant::now();
-            let syms = self.resolve_uncached(pc);
+            let syms: Arc<[Sym]> = self.resolve_uncached(pc).into();
             self.stats.resolved += 1;
-            self.cache_entry_bytes += core::mem::size_of::<Sym>() * syms.capacity()
+            self.cache_entry_bytes += 2 * core::mem::size_of::<usize>()
+                + core::mem::size_of::<Sym>() * syms.len()
                 + syms.iter().map(Sym::heap_bytes).sum::<usize>();
-            self.cache.insert(pc, syms.clone());
+            self.cache.insert(pc, Arc::clone(&syms));
             out[i] = Some(syms);
             self.enforce_budget();
             self.stats.resolve_ns += t.elapsed().as_nanos() as u64;
         }
-        out.into_iter().map(Option::unwrap_or_default).collect()
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Arc::from(Vec::new())))
+            .collect()
     }
 
     fn resolve_uncached(&mut self, pc: usize) -> Vec<Sym> {
@@ -476,32 +484,33 @@ pub(crate) fn resolve_many(pcs: &[usize]) -> Vec<Vec<Sym>> {
     let g = Guard::enter();
     let guarded = with_state(|s| s.resolve_batch(pcs));
     drop(g);
-    // Cloned out in the caller's guard state (see the module docs).
-    let out = guarded.clone();
+    // Copied out in the caller's guard state (see the module docs).
+    let out = guarded.iter().map(|s| s.to_vec()).collect();
     let g = Guard::enter();
     drop(guarded);
     drop(g);
     out
 }
 
-/// Like [`resolve_many`], but only if the symbolizer is free right now:
-/// `None` when another thread holds it (a first-time parse can take tens
-/// of milliseconds; a caller that must not stall answers without it).
-pub(crate) fn try_resolve_many(pcs: &[usize]) -> Option<Vec<Vec<Sym>>> {
-    let g = Guard::enter();
-    let mut st = match STATE.try_lock() {
-        Ok(st) => st,
-        Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => return None,
+/// Like [`resolve_many`], sharing the cached symbols (no copy): for a
+/// caller that keeps them as leakscope metadata. Must be called under the
+/// re-entrancy [`Guard`] (the `Arc`s are released under it too). With
+/// `wait == false`, `None` without waiting if another thread holds the
+/// symbolizer (a first-time parse can take tens of milliseconds; a caller
+/// that must not stall answers without it).
+pub(crate) fn resolve_shared(pcs: &[usize], wait: bool) -> Option<Vec<Arc<[Sym]>>> {
+    debug_assert!(crate::alloc::guard::is_entered());
+    let _g = Guard::enter();
+    let mut st = if wait {
+        lock()
+    } else {
+        match STATE.try_lock() {
+            Ok(st) => st,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        }
     };
-    let guarded = run(&mut st, |s| s.resolve_batch(pcs));
-    drop(st);
-    drop(g);
-    let out = guarded.clone();
-    let g = Guard::enter();
-    drop(guarded);
-    drop(g);
-    Some(out)
+    Some(run(&mut st, |s| s.resolve_batch(pcs)))
 }
 
 /// What the symbolizer holds and has done.

@@ -82,7 +82,7 @@ fn mismatches(s: &mut Symbolizer, pcs: &[usize], shift: usize) -> Vec<String> {
         .zip(ours)
         .filter_map(|(&pc, ours)| {
             let theirs = bt_resolve(pc + shift);
-            (ours != theirs).then(|| format!("{pc:#x}:\n ours   {ours:?}\n theirs {theirs:?}"))
+            (*ours != *theirs).then(|| format!("{pc:#x}:\n ours   {ours:?}\n theirs {theirs:?}"))
         })
         .collect()
 }
@@ -135,7 +135,7 @@ fn shared_library_address_resolves() {
     let mut s = Symbolizer::new(DEFAULT_BUDGET);
     let syms = s.resolve_batch(&[pc]).pop().unwrap();
     assert!(syms[0].function.contains("malloc"), "{syms:?}");
-    assert_eq!(syms, bt_resolve(pc + 1));
+    assert_eq!(*syms, *bt_resolve(pc + 1));
     let path = &s.entries.iter().find(|e| e.module.contains(pc)).unwrap();
     assert!(
         path.module.path.to_string_lossy().contains("libc"),
@@ -151,7 +151,7 @@ fn unknown_addresses_give_hex() {
     let mut s = Symbolizer::new(DEFAULT_BUDGET);
     let out = s.resolve_batch(&pcs);
     for (pc, syms) in pcs.iter().zip(out) {
-        assert_eq!(syms, vec![Sym::unknown(*pc)]);
+        assert_eq!(*syms, [Sym::unknown(*pc)]);
         assert_eq!(syms[0].function, format!("{pc:#x}"));
     }
     assert_eq!(s.stats().unknown, 3);
@@ -168,7 +168,7 @@ fn unreadable_object_falls_back() {
         .find(|e| e.module.contains(pc))
         .unwrap();
     e.module.path = "/nonexistent/leakscope-test".into();
-    assert_eq!(s.resolve_batch(&[pc]), vec![vec![Sym::unknown(pc)]]);
+    assert_eq!(*s.resolve_batch(&[pc])[0], [Sym::unknown(pc)]);
     let st = s.stats();
     assert_eq!((st.load_failures, st.unknown), (1, 1));
 }
