@@ -119,5 +119,7 @@ pub use facade::{publish, publish_with};
 pub use install::{install, InstallBuilder, InstallError, Installed};
 pub use limits::Limits;
 pub use model::METRIC_NAMES;
+pub(crate) use text::render_both_paths;
+#[cfg(feature = "http")]
+pub(crate) use text::render_metrics;
 pub use text::{render, render_with, CONTENT_TYPE};
-pub(crate) use text::{render_both_paths, render_metrics};

@@ -47,6 +47,7 @@ pub fn render_with(snap: &Snapshot, limits: &Limits) -> String {
 /// `/metrics`' text: [`render`] of the light snapshot (maintained state,
 /// see [`crate::snapshot::HeapDetail::Metrics`]), all of the work as
 /// leakscope's metadata, only the returned text the caller's.
+#[cfg(feature = "http")]
 pub(crate) fn render_metrics(limits: &Limits) -> String {
     crate::alloc::as_metadata(|| render_with(&crate::snapshot::metrics_snapshot(), limits))
 }
