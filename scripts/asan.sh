@@ -40,6 +40,14 @@ tests=(
     track_sites track_unwind_safe track_with_allocator leak_check
     server_accounting server_hostile server_routes
 )
+# server_accounting can fail here (seen once in four runs) on a real
+# accounting bug, not an ASan one: a debug-server worker thread that tokio
+# starts inside the measured window frees std's 24-byte `ThreadInit` box
+# (allocated by the guarded spawning thread) and allocates its thread-name
+# box before `on_thread_start` enters the guard, so the application's live
+# bytes move (-3 bytes per worker start on stable, reproducible by letting
+# the blocking pool's workers idle out). Kept in: the fix belongs in the
+# listener, not in this list.
 # Left out: server_budget (64 full renders under load; its minutes of
 # rendering exercise nothing the routes and accounting tests do not, and
 # under ASan it alone would take most of the time budget).
