@@ -116,6 +116,10 @@
 //! ([`HeapStats::dropped_samples`]). Tracked objects take no lock and make
 //! no allocation on their hot path (only the first use of a site, label
 //! value or holder allocates). See `ARCHITECTURE.md` for the invariants.
+// AddressSanitizer builds only (`scripts/asan.sh`): the unwinder's stack
+// reads opt out of instrumentation (`alloc/unwind/walk.rs`).
+#![cfg_attr(leakscope_asan, feature(sanitize, core_intrinsics))]
+#![cfg_attr(leakscope_asan, allow(internal_features))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

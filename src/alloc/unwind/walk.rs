@@ -60,6 +60,16 @@ pub(super) fn walk(buf: &mut [usize]) -> Option<usize> {
 }
 
 /// Walks from the registers `(ip, sp, bp)` of `walk`'s own frame.
+///
+/// AddressSanitizer (`scripts/asan.sh`, `--cfg leakscope_asan`) is off
+/// here, and only here: this reads other frames' stack slots (return
+/// addresses, saved BPs) where their CFI says they are. Those reads are
+/// bounded to `[walk's own frame, stack top)` and aligned, so they cannot
+/// fault; but ASan poisons redzones around instrumented frames' locals, and
+/// a frame whose rule does not match its ASan-instrumented layout exactly
+/// (a prologue, a rule from the cache for a neighbouring address) would
+/// read into one and be reported, though the walk only truncates there.
+#[cfg_attr(leakscope_asan, sanitize(address = "off"))]
 fn walk_frames(
     built: &Built,
     cache: &mut Cache,
@@ -76,7 +86,16 @@ fn walk_frames(
         // SAFETY: `[floor, hi)` is this thread's stack from the walk's
         // own frame to its top: mapped and readable while this frame
         // runs; the address is aligned and the 8 bytes lie inside it.
-        Some(unsafe { core::ptr::read_volatile(addr as *const u64) })
+        #[cfg(not(leakscope_asan))]
+        let v = unsafe { core::ptr::read_volatile(addr as *const u64) };
+        // ASan build: the same read as the intrinsic, so the load is
+        // emitted here, where instrumentation is off (see above):
+        // `read_volatile` is a generic std function, instrumented wherever
+        // it is instantiated, whatever its caller's attribute says.
+        // SAFETY: as above.
+        #[cfg(leakscope_asan)]
+        let v = unsafe { core::intrinsics::volatile_load(addr as *const u64) };
+        Some(v)
     };
     let mut n = 0;
     // The first address is an instruction pointer (look it up as is);
