@@ -124,6 +124,9 @@ pub mod histogram;
 mod report;
 pub mod snapshot;
 // Not wired in yet: the snapshot path still symbolizes through `alloc/stack.rs`.
+#[doc(hidden)]
+#[path = "hooks.rs"]
+pub mod __hooks;
 #[allow(dead_code)]
 mod symbolize;
 pub mod testing;
