@@ -78,6 +78,7 @@ mod unwind;
 
 pub use self::sampler::{sample_rate, set_sample_rate, DEFAULT_SAMPLE_RATE};
 
+pub(crate) use self::fork::ForkGuard;
 pub(crate) use self::heap_snapshot::{heap_snapshot, heap_stats, thread_blocks_high_water};
 pub(crate) use self::sampler::set_sample_seed;
 

@@ -59,6 +59,7 @@
 mod arc;
 mod cohort;
 mod history;
+pub(crate) use self::history::{fork_prepare, fork_release};
 mod holders;
 mod labels;
 pub(crate) mod scope;
@@ -204,10 +205,7 @@ pub(crate) fn snapshot_sites(_now_ns: u64) -> Vec<ObjectSite> {
         let (mut s, cohorts) = read_site(ts, now);
         let oldest_ns = cohorts.iter().map(|c| c.0).max().unwrap_or(0);
         let growing = {
-            let mut h = match ts.history.lock() {
-                Ok(h) => h,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let (_gate, mut h) = history::lock(&ts.history);
             h.observe(now, s.live, oldest_ns);
             h.growing()
         };
