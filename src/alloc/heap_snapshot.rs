@@ -32,10 +32,13 @@ pub(crate) fn thread_blocks_high_water() -> usize {
 /// The exact totals and the sampler's counts ([`crate::heap_stats`]).
 pub(crate) fn heap_stats() -> HeapStats {
     let t = counters::totals();
-    let live_samples = {
+    let live_samples;
+    {
         let _g = Guard::enter();
-        table::lock().live_count as u64
-    };
+        // A statement, so the tables' guard goes before `_g` (see
+        // `path::take_sample`).
+        live_samples = table::lock().live_count as u64;
+    }
     HeapStats {
         allocations: t.allocs,
         frees: t.frees,
