@@ -26,13 +26,20 @@ pub(crate) struct Gate {
 
 impl Gate {
     /// A forker's prepare handler: closes the gate (one more fork under
-    /// way), then waits until no walker is inside. SeqCst on both sides
-    /// (here: count, then wait; a walker: announce, then check) means that
-    /// either this waits for a walker or that walker sees the count and
-    /// stays out.
+    /// way), then waits until no walker is inside.
+    ///
+    /// Either this waits for a walker or that walker sees the count and
+    /// stays out: each side writes its own count, then reads the other's,
+    /// and both reads are read-modify-writes (`fetch_add(0)`), not loads.
+    /// Two RMWs of one location are ordered, and the later one reads the
+    /// earlier one's value and synchronizes with it, so whichever side's
+    /// RMW on `forking` comes second sees the other's write: this holds
+    /// under acquire/release alone (which is what loom checks; a load would
+    /// need the total order of SeqCst, which loom does not model). The
+    /// cost, a locked instruction, is on the sampled path and in `fork()`.
     pub(crate) fn close(&self) {
         self.forking.fetch_add(1, SeqCst);
-        while self.users.load(SeqCst) != 0 {
+        while self.users.fetch_add(0, SeqCst) != 0 {
             yield_now();
         }
     }
@@ -58,7 +65,7 @@ impl Gate {
     pub(crate) fn enter(&self, between: impl FnOnce()) -> bool {
         self.users.fetch_add(1, SeqCst);
         between();
-        if self.forking.load(SeqCst) != 0 {
+        if self.forking.fetch_add(0, SeqCst) != 0 {
             self.users.fetch_sub(1, SeqCst);
             return false;
         }
