@@ -1,8 +1,8 @@
 //! Test-only delays at the exact points of races that are too narrow to hit
 //! by chance (feature `test-hooks`, off by default).
 //!
-//! Without the feature, [`pause`] is an empty `#[inline(always)]` function:
-//! nothing is compiled in. With it, [`pause`] costs one relaxed load of a
+//! Without the feature, `pause` is an empty `#[inline(always)]` function:
+//! nothing is compiled in. With it, `pause` costs one relaxed load of a
 //! per-point flag and delays only while a test has armed that point with
 //! [`arm`]: `cargo test --all-features` turns the feature on for every
 //! test, and only the tests that arm a point see any delay.

@@ -39,9 +39,11 @@
 //! A signal handler may allocate and free (crash reporters and CPU
 //! profilers do) when the inner allocator allows it: leakscope's part is
 //! async-signal-safe in this sense. A handler's calls are counted exactly
-//! whatever instruction of its thread's allocator path they interrupt: the
-//! fast path's countdown updates and counts are single `sub`/`inc`
-//! instructions on memory (`counters.rs`); a handler that interrupts its
+//! whatever instruction of its thread's allocator path they interrupt: in
+//! optimised builds, the fast path's countdown updates and counts are
+//! single `sub`/`inc` instructions on memory (`counters.rs`; unoptimised
+//! builds split them into a load and a store, and a handler's call in
+//! between can be lost from the totals); a handler that interrupts its
 //! thread's fold counts into the shared block instead of folding again; a
 //! handler that interrupts the entry into the re-entrancy guard counts as
 //! the user, both ways (`guard.rs`); lock guards never outlive the
