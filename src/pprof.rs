@@ -74,6 +74,7 @@
 
 mod builder;
 mod mapping;
+pub(crate) use self::mapping::{fork_prepare, fork_release};
 pub(crate) mod proto;
 mod text;
 mod values;

@@ -107,6 +107,7 @@
 //! ```
 
 mod build;
+pub(crate) use self::build::{fork_prepare, fork_release};
 mod facade;
 #[cfg(feature = "http")]
 mod install;

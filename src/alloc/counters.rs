@@ -123,11 +123,18 @@ fn bump(c: &AtomicU64, n: u64) {
 /// whether it had. A countdown below zero ([`PARKED`]) never has.
 #[inline(always)]
 fn take(c: &AtomicI64, n: usize) -> bool {
-    let v = c.load(Ordering::Relaxed);
     // `n` is a size, at most `isize::MAX`: no wrap.
-    let ok = v >= n as i64;
+    let ok = c.load(Ordering::Relaxed) >= n as i64;
     if ok {
-        c.store(v - n as i64, Ordering::Relaxed);
+        // Loaded afresh and stored minus `n`, which LLVM emits as one
+        // `sub [mem], reg` (fewer instructions than reusing the first load,
+        // and the x86 memory-operand form of `bump`'s `inc`): a signal
+        // handler on this thread that allocates or frees runs before or
+        // after it, and its own take is never overwritten. The check may
+        // then be stale by what a handler took in between, which can only
+        // take the countdown below zero: the consumption it counts is
+        // still exact, and the next call takes the slow path.
+        c.store(c.load(Ordering::Relaxed) - n as i64, Ordering::Relaxed);
     }
     ok
 }
@@ -296,8 +303,21 @@ impl Block {
             arm_alloc: arm,
             rearm_free,
         } = f;
-        let s = self.seq.load(Ordering::Relaxed);
-        self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        if self.seq.load(Ordering::Relaxed) & 1 == 1 {
+            // A fold inside the owner's fold: a signal handler's allocation
+            // or free interrupted it (only the owner's thread writes).
+            // Folding here would hand the interrupted fold stale values and
+            // make the sequence go back; the handler's bytes go to the
+            // shared block instead (its countdowns stay as they are).
+            SHARED.alloc_bytes.fetch_add(alloc_extra, Ordering::Relaxed);
+            SHARED.freed_bytes.fetch_add(free_extra, Ordering::Relaxed);
+            return;
+        }
+        // One instruction (a read-modify-write, on the slow path only): a
+        // handler runs either before it, and folds whole, or after it, and
+        // sees the sequence odd. A load and a store could be split by a
+        // handler's whole fold, and the store would take the sequence back.
+        self.seq.fetch_add(1, Ordering::Relaxed);
         fence(Ordering::Release);
         if let Some(arm) = arm {
             let used = self.alloc_consumed() as u64;
@@ -318,7 +338,7 @@ impl Block {
         } else {
             bump(&self.freed_bytes, free_extra);
         }
-        self.seq.store(s.wrapping_add(2), Ordering::Release);
+        self.seq.fetch_add(1, Ordering::Release);
     }
 
     /// Counts an allocation on a block shared between threads.

@@ -143,6 +143,8 @@ pub(crate) fn rearm_current_thread() {
 #[must_use = "the guard is released when dropped"]
 pub(crate) struct Guard {
     was_set: bool,
+    /// Whether the thread was on the fast path when it entered.
+    was_fast: bool,
 }
 
 impl Guard {
@@ -150,17 +152,22 @@ impl Guard {
     /// Nested guards are fine: only the outermost one clears the flag.
     #[inline]
     pub(crate) fn enter() -> Guard {
-        let was_set = STATE
+        let (was_set, was_fast) = STATE
             .try_with(|t| {
                 if t.is_busy() {
-                    return true;
+                    return (true, false);
                 }
-                t.flags.set(t.flags.get() | BUSY);
+                let was_fast = !core::ptr::eq(t.fast.get(), &PARKED);
+                // Parked first: a signal handler running in between
+                // counts its allocations and frees on the slow path, as
+                // the user's both (not its allocations as metadata, after
+                // `BUSY`, and its frees on the fast path as the user's).
                 t.fast.set(&PARKED);
-                false
+                t.flags.set(t.flags.get() | BUSY);
+                (false, was_fast)
             })
-            .unwrap_or(true);
-        Guard { was_set }
+            .unwrap_or((true, false));
+        Guard { was_set, was_fast }
     }
 }
 
@@ -170,11 +177,20 @@ impl Drop for Guard {
         if !self.was_set {
             let _ = STATE.try_with(|t| {
                 t.flags.set(t.flags.get() & !BUSY);
-                // Only an owner goes back to the fast path (the state may
-                // have changed while the guard was held).
-                t.fast
-                    .set(if t.is_owner() { t.block.get() } else { &PARKED });
+                // Only a thread that was on the fast path goes back to it,
+                // and only if it is still an owner (the state may have
+                // changed while the guard was held). Not one that entered
+                // parked: that is a signal handler's guard that ran between
+                // the two stores of `enter`, and putting the block back
+                // would leave the interrupted thread inside leakscope with
+                // its frees on the fast path.
+                t.fast.set(if self.was_fast && t.is_owner() {
+                    t.block.get()
+                } else {
+                    &PARKED
+                });
             });
+            crate::__hooks::pause(crate::__hooks::Point::GuardLeft);
         }
     }
 }

@@ -73,10 +73,13 @@ pub(crate) fn heap_stats() -> HeapStats {
     let t = counters::totals();
     let (symbolizer_bytes, symbolizer_budget_bytes, symbolizer_evictions) =
         crate::symbolize::published();
-    let live_samples = {
+    let live_samples;
+    {
         let _g = Guard::enter();
-        table::lock().live_count as u64
-    };
+        // A statement, so the tables' guard goes before `_g` (see
+        // `path::take_sample`).
+        live_samples = table::lock().live_count as u64;
+    }
     HeapStats {
         allocations: t.allocs,
         frees: t.frees,

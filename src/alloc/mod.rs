@@ -34,6 +34,29 @@
 //! - Alignment, `realloc` and `alloc_zeroed` semantics are the inner
 //!   allocator's: those calls are forwarded, never emulated.
 //!
+//! # Signal handlers
+//!
+//! A signal handler may allocate and free (crash reporters and CPU
+//! profilers do) when the inner allocator allows it: leakscope's part is
+//! async-signal-safe in this sense. A handler's calls are counted exactly
+//! whatever instruction of its thread's allocator path they interrupt: in
+//! optimised builds, the fast path's countdown updates and counts are
+//! single `sub`/`inc` instructions on memory (`counters.rs`; unoptimised
+//! builds split them into a load and a store, and a handler's call in
+//! between can be lost from the totals); a handler that interrupts its
+//! thread's fold counts into the shared block instead of folding again; a
+//! handler that interrupts the entry into the re-entrancy guard counts as
+//! the user, both ways (`guard.rs`); lock guards never outlive the
+//! re-entrancy guard (so a handler never waits for a lock its own thread
+//! holds: inside the guard, a handler's calls are metadata and take no
+//! lock); a thread's exit parks it before its block goes back to the pool.
+//! `tests/alloc_signal_storm.rs` holds it to that.
+//!
+//! Not supported: a handler that allocates or frees while its thread is
+//! inside the *inner* allocator (glibc's malloc is not async-signal-safe:
+//! it can deadlock or corrupt its heap by itself); and a handler that
+//! calls a leakscope reader (`snapshot`, exporters), which take locks.
+//!
 //! All tracking state is process-wide: one `TrackingAllocator` should be the
 //! `#[global_allocator]`.
 //!
@@ -78,6 +101,7 @@ mod unwind;
 
 pub use self::sampler::{sample_rate, set_sample_rate, DEFAULT_SAMPLE_RATE};
 
+pub(crate) use self::fork::ForkGuard;
 pub(crate) use self::heap_snapshot::as_metadata;
 pub(crate) use self::heap_snapshot::{
     heap_metrics, heap_profile_view, heap_snapshot, heap_stats, last_table_read, metadata_live_raw,

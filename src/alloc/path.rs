@@ -429,7 +429,12 @@ fn forget_sample(addr: usize) {
 #[inline(never)]
 fn take_sample(addr: usize) -> Option<Live> {
     let _g = Guard::enter();
-    table::lock().take_live(addr)
+    // A local, declared after `_g`, so dropped before it: as a tail
+    // expression's temporary (edition 2021) the tables' guard would outlive
+    // `_g`, and a signal handler sampling in between would wait for the
+    // tables' lock on its own thread.
+    let mut t = table::lock();
+    t.take_live(addr)
 }
 
 /// Puts back a sample taken out before a realloc that failed.

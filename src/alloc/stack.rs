@@ -85,22 +85,29 @@ pub(crate) fn capture(buf: &mut [usize; MAX_FRAMES]) -> usize {
     if let Some(n) = unwind::capture(buf) {
         return n;
     }
-    let mut n = 0;
-    // `trace_unsynchronized` is unsafe only because some platforms'
-    // unwinders (dbghelp on Windows) are not thread-safe without the crate's
-    // lock. On the Unix targets leakscope supports it uses the system
-    // unwinder (`_Unwind_Backtrace`).
-    // SAFETY: that unwinder is thread-safe; the callback writes within `buf`.
-    unsafe {
-        backtrace::trace_unsynchronized(|frame| {
-            if n < MAX_FRAMES {
-                buf[n] = frame.ip() as usize;
-                n += 1;
-            }
-            n < MAX_FRAMES
-        });
-    }
-    n
+    // The system unwinder may call `dl_iterate_phdr` (libgcc before GCC
+    // 12): it walks inside the fork gate, and not at all while a fork is
+    // under way (an empty stack, counted: see `unwind::system_walk`).
+    unwind::system_walk(|| {
+        let mut n = 0;
+        // `trace_unsynchronized` is unsafe only because some platforms'
+        // unwinders (dbghelp on Windows) are not thread-safe without the
+        // crate's lock. On the Unix targets leakscope supports it uses the
+        // system unwinder (`_Unwind_Backtrace`).
+        // SAFETY: that unwinder is thread-safe; the callback writes within
+        // `buf`.
+        unsafe {
+            backtrace::trace_unsynchronized(|frame| {
+                if n < MAX_FRAMES {
+                    buf[n] = frame.ip() as usize;
+                    n += 1;
+                }
+                n < MAX_FRAMES
+            });
+        }
+        n
+    })
+    .unwrap_or(0)
 }
 
 /// The symbolizer's state, held across `fork()` by the forking thread

@@ -33,11 +33,20 @@
 //! also preallocated outside the lock. Neither allocates under the lock.
 //! [`last_read`] counts what the most recent read copied under it (tests).
 //!
-//! Capacities are fixed and overflow is counted, never silent:
-//! - `MAX_STACKS` distinct stacks; samples of further stacks are attributed
-//!   to one "stack table full" site and counted in `dropped_samples`;
-//! - `MAX_LIVE` live samples (filled to 7/8); further samples are not
-//!   recorded and counted in `dropped_samples`.
+//! Capacities are fixed and overflow is counted, never silent (one count
+//! per sample, whichever tables it did not fit):
+//! - 3,072 distinct stacks (`MAX_STACKS` = 4,096 slots, filled to 3/4);
+//!   samples of further stacks are attributed to one "stack table full"
+//!   site and counted in `dropped_samples`;
+//! - 114,688 live samples (`MAX_LIVE` = 131,072 slots, filled to 7/8);
+//!   further samples are not recorded as live and counted in
+//!   `dropped_samples`.
+//!
+//! The live table's slot is the top bits of a multiplicative hash of the
+//! address: its low bits are the address's low bits times an odd number,
+//! so addresses that differ only above them (large blocks 2 MiB apart:
+//! glibc's mmap chunks, jemalloc's and mimalloc's huge allocations, which
+//! are sampled with p ≈ 1) would share one probe run.
 
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -48,13 +57,18 @@ use crate::histogram::{bucket_index, BUCKETS};
 /// Distinct sampled stacks kept (power of two).
 pub(crate) const MAX_STACKS: usize = 4096;
 /// Live-sample table slots (power of two).
-pub(crate) const MAX_LIVE: usize = 1 << 17;
+pub(crate) const MAX_LIVE: usize = 1 << LIVE_BITS;
+const LIVE_BITS: u32 = 17;
+/// Live samples held at most: 7/8 of the slots (114,688).
 const LIVE_LIMIT: usize = MAX_LIVE / 8 * 7;
 /// The most live samples the table holds at once (its fill limit): a
 /// buffer of this many entries holds any copy of it.
 pub(crate) const LIVE_CAPACITY: usize = LIVE_LIMIT;
-/// The most stacks interned at once (three quarters of [`MAX_STACKS`]).
-pub(crate) const STACK_CAPACITY: usize = MAX_STACKS / 4 * 3;
+/// Distinct stacks held at most: 3/4 of the slots (3,072).
+const STACK_LIMIT: usize = MAX_STACKS / 4 * 3;
+/// The most stacks interned at once: a buffer of this many rows holds any
+/// copy of the stack table.
+pub(crate) const STACK_CAPACITY: usize = STACK_LIMIT;
 const FILTER_BITS: u32 = 18;
 /// Stack id of the catch-all site used when the stack table is full.
 pub(crate) const OVERFLOW_STACK: u32 = u32::MAX;
@@ -203,9 +217,11 @@ pub(crate) static DROPPED: AtomicU64 = AtomicU64::new(0);
 pub(crate) const TABLE_BYTES: usize =
     core::mem::size_of::<Tables>() + core::mem::size_of::<[AtomicU8; 1 << FILTER_BITS]>();
 
+/// The live table's home slot of `addr`: the top `LIVE_BITS` of a
+/// Fibonacci hash (the well-mixed ones; see the module doc).
 #[inline(always)]
-fn mix(addr: usize) -> u64 {
-    ((addr as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+fn home(addr: usize) -> usize {
+    (((addr as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - LIVE_BITS)) as usize
 }
 
 /// The filter's slot for `addr`: a 32-bit multiplicative hash of the
@@ -277,7 +293,7 @@ impl Tables {
             let s = &mut self.stacks[i];
             if s.hash == 0 {
                 // Keep a quarter free so probes stay short.
-                if self.stack_count >= MAX_STACKS / 4 * 3 {
+                if self.stack_count >= STACK_LIMIT {
                     return OVERFLOW_STACK;
                 }
                 s.hash = h;
@@ -303,8 +319,9 @@ impl Tables {
         }
     }
 
-    /// Records a sampled allocation. Returns `false` (and counts a dropped
-    /// sample) if it could not be recorded as live.
+    /// Records a sampled allocation. Counts one dropped sample if its stack
+    /// did not fit, or it could not be recorded as live, or both. Returns
+    /// `false` if it could not be recorded as live.
     pub(crate) fn record_alloc(
         &mut self,
         addr: usize,
@@ -318,31 +335,33 @@ impl Tables {
         } else {
             self.intern(ips)
         };
-        if stack == OVERFLOW_STACK {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
-        }
         let agg = self.agg_mut(stack);
         agg.alloc_objects += weight;
         agg.alloc_bytes += weight * size as f64;
-        self.insert_live(Live {
+        let live = self.insert_live(Live {
             addr,
             size,
             birth,
             weight,
             stack,
-        })
+        });
+        if stack == OVERFLOW_STACK || !live {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        live
     }
 
+    /// Inserts a live sample; `false` (counting nothing) when the table is
+    /// full.
     fn insert_live(&mut self, e: Live) -> bool {
         if self.live_count >= LIVE_LIMIT || e.addr == 0 {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
             // Not live-tracked: count it as freed now so the per-stack
             // live estimate (allocated - freed) is not inflated forever.
             self.record_moved(&e);
             return false;
         }
         let mask = MAX_LIVE - 1;
-        let mut i = (mix(e.addr) as usize) & mask;
+        let mut i = home(e.addr);
         loop {
             let slot = &mut self.live[i];
             if slot.addr == 0 || slot.addr == e.addr {
@@ -366,7 +385,7 @@ impl Tables {
             return None;
         }
         let mask = MAX_LIVE - 1;
-        let mut i = (mix(addr) as usize) & mask;
+        let mut i = home(addr);
         loop {
             let slot = self.live[i];
             if slot.addr == 0 {
@@ -386,7 +405,7 @@ impl Tables {
             if e.addr == 0 {
                 break;
             }
-            let home = (mix(e.addr) as usize) & mask;
+            let home = home(e.addr);
             // Move `e` if its home is not in the (hole, j] cyclic range.
             let dist_home = j.wrapping_sub(home) & mask;
             let dist_hole = j.wrapping_sub(hole) & mask;
@@ -422,9 +441,14 @@ impl Tables {
         agg.freed_bytes += e.weight * e.size as f64;
     }
 
-    /// Puts back a sample taken out before a realloc that failed.
+    /// Puts back a sample taken out before a realloc that failed (counted
+    /// as dropped if the table filled up meanwhile).
     pub(crate) fn restore_live(&mut self, e: Live) -> bool {
-        self.insert_live(e)
+        let live = self.insert_live(e);
+        if !live {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        live
     }
 
     /// Keeps the per-stack live sums current: `gone` left the live table,
@@ -574,6 +598,61 @@ mod tests {
         assert_eq!(total_freed, 1000.0);
     }
 
+    /// How far each live sample sits from its home slot.
+    fn probe_lengths(t: &Tables) -> Vec<usize> {
+        let mask = MAX_LIVE - 1;
+        (0..MAX_LIVE)
+            .filter(|&i| t.live[i].addr != 0)
+            .map(|i| i.wrapping_sub(home(t.live[i].addr)) & mask)
+            .collect()
+    }
+
+    /// Large blocks 2 MiB apart (mmap chunks, huge allocations) spread
+    /// over the table: short probe runs.
+    #[test]
+    fn blocks_2_mib_apart_probe_short() {
+        let mut t = tables();
+        for k in 1..=20_000usize {
+            assert!(t.record_alloc(k << 21, 4 << 20, 1.0, &[1], 0));
+        }
+        let p = probe_lengths(&t);
+        let max = p.iter().max().copied().unwrap_or(0);
+        let mean = p.iter().sum::<usize>() as f64 / p.len() as f64;
+        assert!(max < 64 && mean < 2.0, "max probe {max}, mean {mean}");
+        for k in 1..=20_000usize {
+            assert!(t.take_live(k << 21).is_some());
+        }
+        assert_eq!(t.live_count, 0);
+    }
+
+    /// A sample that fits neither table counts one dropped sample, not two.
+    /// (Runs on its own tables; `DROPPED` is global, so the count is
+    /// checked in a band other tests' drops cannot reach: this test alone
+    /// drops thousands.)
+    #[test]
+    fn a_sample_fitting_neither_table_is_dropped_once() {
+        let mut t = tables();
+        for k in 0..STACK_LIMIT {
+            t.record_alloc(0x10_0000 + k * 16, 8, 1.0, &[k + 1], 0);
+        }
+        let mut a = 0x1000_0000usize;
+        while t.live_count < LIVE_LIMIT {
+            t.record_alloc(a, 8, 1.0, &[1], 0);
+            a += 16;
+        }
+        let before = DROPPED.load(Ordering::Relaxed);
+        const N: u64 = 5000;
+        for k in 0..N as usize {
+            // A new stack (table full) and no room for a live sample.
+            assert!(!t.record_alloc(a + k * 16, 8, 1.0, &[1_000_000 + k], 0));
+        }
+        let dropped = DROPPED.load(Ordering::Relaxed) - before;
+        assert!(
+            (N..N + N / 2).contains(&dropped),
+            "{dropped} dropped for {N} samples"
+        );
+    }
+
     #[test]
     fn live_sums_follow_the_live_table_exactly() {
         let mut t = tables();
@@ -626,7 +705,7 @@ mod tests {
         for k in 0..MAX_STACKS {
             t.record_alloc(0x1000 + k * 16, 8, 1.0, &[k + 1], 0);
         }
-        assert_eq!(t.stack_count, MAX_STACKS / 4 * 3);
+        assert_eq!(t.stack_count, 3072);
         assert!(t.overflow.alloc_objects >= (MAX_STACKS / 4) as f64);
         assert!(DROPPED.load(Ordering::Relaxed) - before >= (MAX_STACKS / 4) as u64);
     }

@@ -22,16 +22,20 @@ struct ExitHook;
 impl Drop for ExitHook {
     fn drop(&mut self) {
         let _ = STATE.try_with(|t| {
-            if t.owns_block() {
-                let b = t.block.get();
+            let owned = t.owns_block().then(|| t.block.get());
+            // Parked first: from here on this thread (a signal handler
+            // included) counts into the shared block, so nothing writes the
+            // block once it is back in the pool, where another thread may
+            // take it at once.
+            t.fast.set(&PARKED);
+            t.flags.set((t.flags.get() & BUSY) | SLOW | EXITED);
+            t.block.set(&SHARED);
+            if let Some(b) = owned {
                 // Countdowns folded into the totals: the block's next owner
                 // starts from clean countdowns.
                 b.restart();
                 counters::release(b);
             }
-            t.block.set(&SHARED);
-            t.fast.set(&PARKED);
-            t.flags.set((t.flags.get() & BUSY) | SLOW | EXITED);
         });
     }
 }

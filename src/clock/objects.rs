@@ -109,12 +109,18 @@ pub fn use_coarse_clock(tick: Duration) -> std::io::Result<()> {
     let tick_ns = u64::try_from(tick.as_nanos())
         .unwrap_or(u64::MAX)
         .clamp(100_000, 1_000_000_000);
+    // A reading first, by every caller: one that finds the ticker already
+    // claimed switches the clock at once, possibly before the claimer
+    // (racing in another thread) stored its first reading, and 0 would
+    // make every object born then look as old as the machine's uptime.
+    TICKER_NS.fetch_max(super::base_ns(), Ordering::Release);
     if TICKER_TICK_NS.swap(tick_ns, Ordering::AcqRel) != 0 {
-        // Already ticking: it picks the new tick up.
-        CLOCK_MODE.store(TICKER, Ordering::Relaxed);
+        // Already ticking (or being started): it picks the new tick up.
+        CLOCK_MODE.store(TICKER, Ordering::Release);
         return Ok(());
     }
-    TICKER_NS.store(super::base_ns(), Ordering::Relaxed);
+    crate::__hooks::pause(crate::__hooks::Point::TickerStart);
+    TICKER_NS.fetch_max(super::base_ns(), Ordering::Relaxed);
     let spawned = std::thread::Builder::new()
         .name("leakscope-clock".into())
         .spawn(|| loop {
@@ -128,6 +134,14 @@ pub fn use_coarse_clock(tick: Duration) -> std::io::Result<()> {
             Ok(())
         }
         Err(e) => {
+            // No ticker runs: a racing caller that switched to it, believing
+            // this one would start it, is switched back.
+            let _ = CLOCK_MODE.compare_exchange(
+                TICKER,
+                KERNEL_COARSE,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
             TICKER_TICK_NS.store(0, Ordering::Release);
             Err(e)
         }

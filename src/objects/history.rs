@@ -33,6 +33,7 @@
 //! `track!` calls.
 
 use core::time::Duration;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::format::fmt_duration;
 use crate::histogram::Histogram;
@@ -61,6 +62,31 @@ struct Obs {
     t_ns: u64,
     live: u64,
     oldest_ns: u64,
+}
+
+/// Taken around every use of a site's history mutex (never held while
+/// waiting for anything else), so that the forking thread, holding it
+/// across `fork()` (`alloc/fork.rs`), knows no thread holds any of them:
+/// a child forked mid-snapshot can snapshot.
+static GATE: Mutex<()> = Mutex::new(());
+
+static FORK: crate::alloc::ForkGuard<()> = crate::alloc::ForkGuard::new();
+
+/// Locks a site's history, under [`GATE`]. Never panics: a poisoned lock
+/// is used as is.
+pub(crate) fn lock(h: &Mutex<History>) -> (MutexGuard<'static, ()>, MutexGuard<'_, History>) {
+    let gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
+    (gate, h.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Takes [`GATE`] for a `fork()` (prepare handler).
+pub(crate) fn fork_prepare() {
+    FORK.hold(&GATE);
+}
+
+/// Releases it after the `fork()` (parent and child).
+pub(crate) fn fork_release() {
+    FORK.release();
 }
 
 /// The per-site ring of observations.

@@ -68,6 +68,18 @@
 mod arc;
 mod cohort;
 mod history;
+/// Takes the objects' locks for a `fork()` (prepare handler), in order:
+/// the site-history gate, then the retired-objects table.
+pub(crate) fn fork_prepare() {
+    history::fork_prepare();
+    retire::fork_prepare();
+}
+
+/// Releases them after the `fork()` (parent and child), in reverse.
+pub(crate) fn fork_release() {
+    retire::fork_release();
+    history::fork_release();
+}
 mod holders;
 mod labels;
 mod retire;
@@ -351,10 +363,7 @@ pub(crate) fn snapshot_sites(_now_ns: u64) -> Vec<ObjectSite> {
         let (mut s, cohorts) = read_site_with(ts, now, retired.get(&key));
         let oldest_ns = cohorts.iter().map(|c| c.0).max().unwrap_or(0);
         let growing = {
-            let mut h = match ts.history.lock() {
-                Ok(h) => h,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let (_gate, mut h) = history::lock(&ts.history);
             h.observe(now, s.live, oldest_ns);
             h.growing()
         };

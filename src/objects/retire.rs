@@ -138,6 +138,21 @@ static TABLE: Mutex<Table> = Mutex::new(Table {
     free: Vec::new(),
 });
 
+/// The table's guard, held by the forking thread across `fork()`
+/// (`alloc/fork.rs`): a child forked while another thread retires or drops
+/// a retired object must find the table unlocked.
+static FORK: crate::alloc::ForkGuard<Table> = crate::alloc::ForkGuard::new();
+
+/// Takes the table for a `fork()` (prepare handler).
+pub(crate) fn fork_prepare() {
+    FORK.hold(&TABLE);
+}
+
+/// Releases it after the `fork()` (parent and child).
+pub(crate) fn fork_release() {
+    FORK.release();
+}
+
 fn lock() -> MutexGuard<'static, Table> {
     // A panic under the lock cannot leave a slot half written (slots are
     // written whole); keep going rather than propagate the poison.

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 /// One executable, file-backed address range.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,20 +102,47 @@ pub(crate) fn parse_maps(text: &str) -> Vec<MappingInfo> {
     out
 }
 
+/// Build ids read so far: the main binary's, and other files' by path.
+/// One const-initialised mutex (no `OnceLock`: an initialisation under way
+/// in another thread at a `fork()` would block the child's forever), held
+/// by the forking thread across `fork()` (`alloc/fork.rs`).
+struct BuildIds {
+    /// The main binary's (`None`: not read yet).
+    main: Option<Option<String>>,
+    /// Other files', at most `BUILD_ID_CACHE_CAP`.
+    others: Option<HashMap<String, Option<String>>>,
+}
+
+static BUILD_IDS: Mutex<BuildIds> = Mutex::new(BuildIds {
+    main: None,
+    others: None,
+});
+
+static FORK: crate::alloc::ForkGuard<BuildIds> = crate::alloc::ForkGuard::new();
+
+/// Locks the build-id cache for a `fork()` (prepare handler).
+pub(crate) fn fork_prepare() {
+    FORK.hold(&BUILD_IDS);
+}
+
+/// Unlocks it after the `fork()` (parent and child).
+pub(crate) fn fork_release() {
+    FORK.release();
+}
+
 fn cached_build_id(path: &str, is_main: bool) -> Option<String> {
+    // A poisoned cache only means another thread panicked while inserting a
+    // plain value: the map is still valid, keep using it.
+    let mut ids = BUILD_IDS.lock().unwrap_or_else(|e| e.into_inner());
     if is_main {
         // The main binary cannot change under a running process; read it
         // through /proc/self/exe so a replaced or deleted file still works.
-        static MAIN: OnceLock<Option<String>> = OnceLock::new();
-        return MAIN
-            .get_or_init(|| build_id_of_file("/proc/self/exe"))
+        return ids
+            .main
+            .get_or_insert_with(|| build_id_of_file("/proc/self/exe"))
             .clone();
     }
-    static CACHE: OnceLock<Mutex<HashMap<String, Option<String>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    // A poisoned cache only means another thread panicked while inserting a
-    // plain value: the map is still valid, keep using it.
-    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let map = ids.others.get_or_insert_with(HashMap::new);
     if let Some(id) = map.get(path) {
         return id.clone();
     }

@@ -20,7 +20,7 @@ type ObjKey = (String, String, String);
 /// at most `max_object_sites` keys, the maps hold one entry per exported
 /// series, and series counts are bounded by [`Limits`].
 #[derive(Debug, Default)]
-pub(super) struct State {
+pub(crate) struct State {
     /// Object sites that own series.
     sticky: HashSet<ObjKey>,
     /// Last value emitted per counter series (monotonic clamp).
@@ -32,6 +32,21 @@ pub(super) struct State {
 /// One exporter state for the whole process: `render` and `publish` agree on
 /// which object sites own series.
 static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+/// The exporter state's mutex, held by the forking thread across `fork()`
+/// (`alloc/fork.rs`, whose lock order places it): a child forked
+/// mid-render must be able to render.
+static FORK: crate::alloc::ForkGuard<Option<State>> = crate::alloc::ForkGuard::new();
+
+/// Locks the exporter state for a `fork()` (prepare handler).
+pub(crate) fn fork_prepare() {
+    FORK.hold(&STATE);
+}
+
+/// Unlocks it after the `fork()` (parent and child).
+pub(crate) fn fork_release() {
+    FORK.release();
+}
 
 pub(super) fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     // A panic while holding the lock leaves at worst a stale clamp map;

@@ -89,11 +89,11 @@
 //! # Locking, the guard, `fork()`
 //!
 //! One mutex holds the whole state; it is taken on the snapshot path only,
-//! never by the allocator. [`fork_prepare`] takes it before `fork()` and
-//! [`fork_release`] releases it in the parent and the child, so a child
-//! never inherits it locked, and no thread is inside `dl_iterate_phdr` for
-//! the symbolizer (it lists modules only under the mutex) when the process
-//! forks. The child keeps the state (consistent: nobody was inside it) and
+//! never by the allocator. The fork protocol (`alloc/fork.rs`) takes it
+//! before `fork()`, as "the symbol cache", and releases it in the parent
+//! and the child, so a child never inherits it locked, and no thread is
+//! inside `dl_iterate_phdr` for the symbolizer (it lists modules only under
+//! the mutex) when the process forks. The child keeps the state (consistent: nobody was inside it) and
 //! its mappings.
 //!
 //! Every public function enters leakscope's re-entrancy guard itself, so all
@@ -543,37 +543,6 @@ pub(crate) fn clear() {
         }
         s.drop_cache();
     }
-}
-
-/// The symbolizer's guard, held by the forking thread across `fork()`.
-struct ForkHeld(core::cell::UnsafeCell<Option<MutexGuard<'static, State>>>);
-
-// SAFETY: the cell is only written by `fork_prepare` while it holds the
-// mutex whose guard it stores, and emptied by `fork_release` on the same
-// thread before anyone else can take that mutex: a second thread forking at
-// the same time (glibc 2.36 runs atfork handlers outside its own lock)
-// blocks in `fork_prepare` until the first one's `fork_release`, so the two
-// never touch the cell at once.
-unsafe impl Sync for ForkHeld {}
-
-static FORK_HELD: ForkHeld = ForkHeld(core::cell::UnsafeCell::new(None));
-
-/// Takes the symbolizer's mutex before `fork()` (to be registered with the
-/// other `pthread_atfork` prepare handlers), so a child forked while another
-/// thread symbolizes does not inherit it locked.
-pub(crate) fn fork_prepare() {
-    let g = lock();
-    // SAFETY: see `ForkHeld`: this thread holds the mutex, so no other
-    // thread touches the cell.
-    unsafe { *FORK_HELD.0.get() = Some(g) };
-}
-
-/// Releases what [`fork_prepare`] took, in the parent and in the child.
-pub(crate) fn fork_release() {
-    // SAFETY: see `ForkHeld`: called by the thread that ran `fork_prepare`,
-    // which still holds the mutex.
-    let g = unsafe { (*FORK_HELD.0.get()).take() };
-    drop(g);
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@
 //! after a `dlopen` (`modules.rs`), a stack that is not the thread's own
 //! or too full (`walk.rs`), a CFI row that is not a simple rule
 //! (`rules.rs`), all rule caches taken, a `fork()` under way
-//! (`loader.rs`). Stack reads are bounds-checked, so a wrong rule can
+//! (`loader.rs`: then the system unwinder does not walk either, see
+//! [`system_walk`]). Stack reads are bounds-checked, so a wrong rule can
 //! truncate a stack, never crash; nothing here waits, so nothing here can
 //! deadlock, including in a child after `fork()`.
 //!
@@ -36,6 +37,7 @@
 //! answers `None` and the fork hooks have nothing to do.
 //!
 //! - `loader.rs`: the gate around `dl_iterate_phdr` that `fork()` closes;
+//! - `gate.rs`: that gate's protocol (two counts), model-checked with loom;
 //! - `modules.rs`: the module list (loaded objects and their `.eh_frame`);
 //! - `rules.rs`: CFI rows reduced to rules, and the per-slot rule caches;
 //! - `walk.rs`: the walk itself, bounds-checked stack reads;
@@ -66,6 +68,7 @@ macro_rules! unsupported {
 
 supported! {
     mod bounds;
+    mod gate;
     mod loader;
     mod mmap;
     mod modules;
@@ -86,7 +89,32 @@ supported! {
         r
     }
 
-    pub(crate) use self::loader::{fork_prepare, fork_release};
+    /// The atomics `gate.rs` is written against (loom's in its model).
+    mod gate_sync {
+        pub(super) use core::sync::atomic::{AtomicU32, Ordering};
+        pub(super) use std::thread::yield_now;
+    }
+
+    pub(crate) use self::loader::{fork_parent, fork_prepare};
+
+    /// The child handler's repairs: the only thread left is the forking
+    /// one, so every count, try-lock and build another thread had under
+    /// way at the fork is reset (the loader gate's counts, the module
+    /// build's try-lock, the rule caches' try-locks; a cache that was taken
+    /// may hold a half-written entry, so it is emptied on its next use).
+    pub(crate) fn fork_child() {
+        loader::fork_child();
+        modules::fork_child();
+        rules::fork_child();
+    }
+
+    /// Runs the system unwinder's walk `f` inside the loader gate (it may
+    /// call `dl_iterate_phdr`, see `loader.rs`); `None`, without running
+    /// it, while a fork is under way (the caller records an empty stack,
+    /// which the tables count in `dropped_samples`).
+    pub(crate) fn system_walk(f: impl FnOnce() -> usize) -> Option<usize> {
+        loader::outside_fork(f)
+    }
 }
 
 unsupported! {
@@ -99,7 +127,15 @@ unsupported! {
     pub(crate) fn fork_prepare() {}
 
     /// Nothing to reopen (see [`fork_prepare`]).
-    pub(crate) fn fork_release() {}
+    pub(crate) fn fork_parent() {}
+
+    /// Nothing to repair (see [`fork_prepare`]).
+    pub(crate) fn fork_child() {}
+
+    /// No gate here: the system unwinder's walk runs as is.
+    pub(crate) fn system_walk(f: impl FnOnce() -> usize) -> Option<usize> {
+        Some(f())
+    }
 }
 
 /// Bytes the unwinder mapped for its caches and module lists (leakscope

@@ -85,6 +85,12 @@ pub(super) fn current_modules() -> Option<&'static Built> {
     (!b.modules.is_empty()).then_some(b)
 }
 
+/// In a `fork()` child: a build another thread had under way will never
+/// finish; let the next walk build.
+pub(super) fn fork_child() {
+    BUILDING.store(false, Ordering::Relaxed);
+}
+
 /// glibc's counts of objects loaded and unloaded so far.
 fn loader_counters() -> Option<(u64, u64)> {
     unsafe extern "C" fn first(
@@ -102,6 +108,7 @@ fn loader_counters() -> Option<(u64, u64)> {
             let out = unsafe { &mut *(data as *mut Option<(u64, u64)>) };
             *out = Some(counters);
         }
+        crate::__hooks::pause(crate::__hooks::Point::LoaderInside);
         1 // stop after the first object: the counters are global
     }
     let mut out: Option<(u64, u64)> = None;

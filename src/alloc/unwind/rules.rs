@@ -122,6 +122,27 @@ pub(super) static CACHES: [Slot; SLOTS] = [const {
     }
 }; SLOTS];
 
+/// In a `fork()` child: the threads that had taken caches are gone. Their
+/// caches are freed for use and marked stale (a build id no module list
+/// has, so the next user empties them: an entry may be half-written).
+pub(super) fn fork_child() {
+    for slot in &CACHES {
+        if slot.busy.load(Ordering::Relaxed) {
+            let p = slot.cache.load(Ordering::Relaxed);
+            if !p.is_null() {
+                // SAFETY: the child has one thread, this one, which holds
+                // no cache: nothing else borrows it. `p` came from
+                // `new_cache`, never freed.
+                unsafe { (*p).build = STALE_BUILD };
+            }
+            slot.busy.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A build id no module list has (theirs start at 1).
+const STALE_BUILD: u32 = 0;
+
 /// Runs `f` with the slot's cache (created on first use, under the
 /// caller's guard, so it is metadata; emptied when the module list
 /// changed).
@@ -155,7 +176,7 @@ fn new_cache() -> Option<*mut Cache> {
     // Every field is written before the pointer is returned (and used).
     // SAFETY: `p` is a fresh, writable, suitably aligned mapping of one
     // `Cache` (`map_uninit`); `build` lies inside it.
-    unsafe { core::ptr::addr_of_mut!((*p).build).write(0) };
+    unsafe { core::ptr::addr_of_mut!((*p).build).write(STALE_BUILD) };
     // SAFETY: as for `build`: `p` is a fresh mapping of one `Cache`, and
     // `next` lies inside it.
     unsafe { core::ptr::addr_of_mut!((*p).next).write([0; SETS]) };

@@ -1,0 +1,1 @@
+//! Empty: this package only holds the loom model tests (see Cargo.toml).
