@@ -159,6 +159,22 @@ impl History {
     }
 }
 
+/// The outlived rules' yardstick: the median lifetime of dropped objects
+/// (or finished tasks), and the threshold past which a live one has
+/// outlived its siblings (`OUTLIVED_FACTOR` × the median, at least
+/// `MIN_OUTLIVED_NS`). `None` with fewer than `MIN_DROPPED` lifetimes.
+pub(crate) fn yardstick(lifetimes: &Histogram) -> Option<(Duration, u64)> {
+    if lifetimes.count() < MIN_DROPPED {
+        return None;
+    }
+    let p50 = lifetimes.quantile_upper_bound(0.5)?;
+    let p50_ns = u64::try_from(p50.as_nanos()).unwrap_or(u64::MAX);
+    Some((
+        p50,
+        p50_ns.saturating_mul(OUTLIVED_FACTOR).max(MIN_OUTLIVED_NS),
+    ))
+}
+
 /// Rule (b): `older_than(threshold)` counts live objects older than a
 /// threshold; `live` is the site's live count.
 ///
@@ -172,12 +188,7 @@ pub(crate) fn outlived(
     older_than: impl Fn(u64) -> u64,
 ) -> Option<String> {
     let dropped = lifetimes.count();
-    if dropped < MIN_DROPPED {
-        return None;
-    }
-    let p50 = lifetimes.quantile_upper_bound(0.5)?;
-    let p50_ns = u64::try_from(p50.as_nanos()).unwrap_or(u64::MAX);
-    let threshold = p50_ns.saturating_mul(OUTLIVED_FACTOR).max(MIN_OUTLIVED_NS);
+    let (p50, threshold) = yardstick(lifetimes)?;
     let n = older_than(threshold);
     // A few stragglers (a slow request) are not a leak: a real leak keeps
     // many objects, a sizeable share of the live set.

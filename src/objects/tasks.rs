@@ -35,7 +35,6 @@ use core::task::{Context, Poll};
 use core::time::Duration;
 use std::future::Future;
 
-use super::history::{MIN_DROPPED, MIN_OUTLIVED_NS, OUTLIVED_FACTOR};
 use super::tracked::Tracked;
 use crate::format::fmt_duration;
 use crate::histogram::Histogram;
@@ -166,12 +165,10 @@ pub(crate) fn stuck(
     idle_over: impl Fn(u64) -> u64,
 ) -> Option<String> {
     let finished = lifetimes.count();
-    if finished < MIN_DROPPED || polled_live == 0 {
+    if polled_live == 0 {
         return None;
     }
-    let p50 = lifetimes.quantile_upper_bound(0.5)?;
-    let p50_ns = u64::try_from(p50.as_nanos()).unwrap_or(u64::MAX);
-    let threshold = p50_ns.saturating_mul(OUTLIVED_FACTOR).max(MIN_OUTLIVED_NS);
+    let (p50, threshold) = super::history::yardstick(lifetimes)?;
     let n = idle_over(threshold);
     (n >= MIN_STUCK_TASKS && n * 2 > polled_live).then(|| {
         format!(
