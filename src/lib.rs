@@ -131,6 +131,7 @@ pub mod alloc;
 pub mod clock;
 mod format;
 pub mod histogram;
+pub mod marks;
 mod report;
 pub mod snapshot;
 // Part of the symbolizer's API (`resolve`, `set_budget`, `clear`) is used
@@ -138,6 +139,7 @@ pub mod snapshot;
 #[allow(dead_code)]
 mod symbolize;
 pub mod testing;
+mod window;
 
 // -- tracked objects (track!, track_arc!, LeakCheck) --
 mod check;
@@ -166,11 +168,12 @@ pub mod server;
 pub use crate::alloc::{sample_rate, set_sample_rate, TrackingAllocator};
 
 // -- the vocabulary: snapshots and what they hold --
+pub use crate::marks::{mark, Mark};
 #[doc(inline)]
 pub use crate::snapshot::{heap_stats, snapshot, snapshot_with, SnapshotOptions};
 pub use crate::snapshot::{
-    Frame, HeapSite, HeapSnapshot, HeapStats, Holder, LabelCount, ObjectSite, RetainedReason,
-    Snapshot,
+    Frame, HeapFilter, HeapSite, HeapSnapshot, HeapStats, Holder, LabelCount, ObjectSite,
+    RetainedReason, Snapshot,
 };
 
 /// The README's examples, compiled as doctests.
