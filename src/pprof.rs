@@ -198,12 +198,12 @@ impl ProfileOptions {
     }
 
     /// The time window of these options.
-    pub(crate) fn window(&self) -> Window {
+    pub(crate) fn window(&self) -> Window<'_> {
         Window {
             min_age: self.min_age,
             max_age: self.max_age,
-            since: self.since.clone(),
-            until: self.until.clone(),
+            since: self.since.as_ref(),
+            until: self.until.as_ref(),
         }
     }
 }

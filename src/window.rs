@@ -26,19 +26,21 @@ use crate::marks::Mark;
 use crate::snapshot::HeapFilter;
 
 /// The bounds of a window (see the module docs); all `None`: no filter.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Window {
+/// It borrows the options' marks: building one allocates nothing (a
+/// snapshot's own work must not show in the heap it reads).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Window<'a> {
     pub(crate) min_age: Option<Duration>,
     pub(crate) max_age: Option<Duration>,
-    pub(crate) since: Option<Mark>,
-    pub(crate) until: Option<Mark>,
+    pub(crate) since: Option<&'a Mark>,
+    pub(crate) until: Option<&'a Mark>,
 }
 
 fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-impl Window {
+impl Window<'_> {
     /// Whether any bound is set.
     pub(crate) fn is_some(&self) -> bool {
         self.min_age.is_some()
@@ -52,8 +54,8 @@ impl Window {
     pub(crate) fn keeps(&self, birth: u64, age: u64) -> bool {
         self.min_age.is_none_or(|m| age >= ns(m))
             && self.max_age.is_none_or(|m| age <= ns(m))
-            && self.since.as_ref().is_none_or(|m| birth >= m.at_ns)
-            && self.until.as_ref().is_none_or(|m| birth < m.at_ns)
+            && self.since.is_none_or(|m| birth >= m.at_ns)
+            && self.until.is_none_or(|m| birth < m.at_ns)
     }
 
     /// The window as bounds on age, as of `now`: (youngest, oldest) kept,
@@ -62,11 +64,11 @@ impl Window {
     /// own).
     pub(crate) fn age_bounds(&self, now: u64) -> (Option<Duration>, Option<Duration>) {
         let mark_age = |m: &Mark| m.age(now);
-        let youngest = match (self.min_age, self.until.as_ref().map(mark_age)) {
+        let youngest = match (self.min_age, self.until.map(mark_age)) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        let oldest = match (self.max_age, self.since.as_ref().map(mark_age)) {
+        let oldest = match (self.max_age, self.since.map(mark_age)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -85,7 +87,7 @@ impl Window {
                 ));
             }
         }
-        if let (Some(s), Some(u)) = (&self.since, &self.until) {
+        if let (Some(s), Some(u)) = (self.since, self.until) {
             if s.at_ns > u.at_ns {
                 return Err(format!(
                     "since={} was marked after until={}: the window is empty",
@@ -103,8 +105,8 @@ impl Window {
         HeapFilter {
             min_age: self.min_age,
             max_age: self.max_age,
-            since: self.since.clone(),
-            until: self.until.clone(),
+            since: self.since.cloned(),
+            until: self.until.cloned(),
             youngest,
             oldest,
             ..HeapFilter::default()
@@ -197,9 +199,10 @@ mod tests {
             let (b, a) = at(age);
             assert_eq!(w.keeps(b, a), want, "age {age}m");
         }
+        let (deploy, canary) = (m("deploy", now - 20 * MIN), m("canary", now - 10 * MIN));
         let w = Window {
-            since: Some(m("deploy", now - 20 * MIN)),
-            until: Some(m("canary", now - 10 * MIN)),
+            since: Some(&deploy),
+            until: Some(&canary),
             ..Window::default()
         };
         for (age, want) in [(25, false), (20, true), (15, true), (10, false), (5, false)] {
@@ -228,9 +231,10 @@ mod tests {
             e.starts_with("min_age (1h) is more than max_age (10m)"),
             "{e}"
         );
+        let (late, early) = (m("late", 2), m("early", 1));
         let w = Window {
-            since: Some(m("late", 2)),
-            until: Some(m("early", 1)),
+            since: Some(&late),
+            until: Some(&early),
             ..Window::default()
         };
         let e = w.check().unwrap_err();
@@ -254,8 +258,9 @@ mod tests {
             f.to_string(),
             "heap born 10m–1h ago (min_age=10m max_age=1h): 48.0 MiB of 80.0 MiB sampled live kept (60%), 1200 of 3000 live samples; tracked objects are not filtered"
         );
+        let deploy = m("deploy", now - 20 * MIN);
         let f = Window {
-            since: Some(m("deploy", now - 20 * MIN)),
+            since: Some(&deploy),
             ..Window::default()
         }
         .filter(now);
