@@ -64,6 +64,17 @@
 //! text report (`println!("{snap}")`), or as one line with
 //! [`Snapshot::summary`]. Module: [`snapshot`](mod@snapshot).
 //!
+//! ## Time windows and marks
+//!
+//! A snapshot (and a profile, and the debug routes) can keep only the live
+//! heap born in a time window: [`SnapshotOptions::min_age`] and
+//! [`SnapshotOptions::max_age`] (born between an hour and ten minutes ago),
+//! or [`SnapshotOptions::since`] / [`SnapshotOptions::until`] a *mark*, a
+//! named point in time recorded with [`mark`]`("deploy")` (bounded: module
+//! [`marks`]). A filtered view says so: [`HeapSnapshot::filter`] holds the
+//! window and what it kept, and every output prints it. Tracked objects
+//! are not filtered.
+//!
 //! ## Exporters
 //!
 //! Every exporter reads a snapshot, never the live tables:

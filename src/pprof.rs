@@ -26,7 +26,13 @@
 //! sum to Go's, and `go tool pprof -tags` shows how old the live memory is.
 //!
 //! With [`ProfileOptions::min_age`] only live allocations at least that old
-//! are counted as in use (the leak view; `?min_age=10m` on the HTTP route).
+//! are counted as in use (the leak view; `?min_age=10m` on the HTTP route);
+//! [`ProfileOptions::max_age`], [`ProfileOptions::since`] and
+//! [`ProfileOptions::until`] bound the window further (see
+//! [`crate::marks`]). A filtered profile carries one more comment (`go tool
+//! pprof -comments`), `leakscope filter: heap born 10m–1h ago (min_age=10m
+//! max_age=1h): 6.0 MiB of 15.1 MiB sampled live kept (40%), ...`, and the
+//! `?debug=1` text the same line in its header.
 //!
 //! # Stacks
 //!
