@@ -16,8 +16,10 @@
 //!   spaces (`deploy-42`, `phase:warmup`, `v1.2.3`); anything else is a
 //!   [`MarkError`], never a panic.
 //!
-//! Marks are cheap (a mutex taken only by [`mark`] and by readers, never by
-//! the allocator) and are not on the allocation path.
+//! Marks are cheap and are not on the allocation path: [`mark`] allocates
+//! nothing; the table's mutex is taken only by [`mark`] and by readers
+//! (never by the allocator), and its holders only copy fixed-size slots
+//! (no allocation, no other lock while holding it).
 //!
 //! # Examples
 //!
@@ -162,6 +164,8 @@ pub fn validate(name: &str) -> Result<(), MarkError> {
 ///
 /// A name that [`validate`] refuses; nothing is recorded then.
 ///
+/// Allocates nothing: the name is copied into a fixed slot.
+///
 /// # Examples
 ///
 /// ```
@@ -172,7 +176,7 @@ pub fn validate(name: &str) -> Result<(), MarkError> {
 /// );
 /// assert!(snap.heap.filter.is_some());
 /// ```
-pub fn mark(name: &str) -> Result<Mark, MarkError> {
+pub fn mark(name: &str) -> Result<(), MarkError> {
     validate(name)?;
     let at_ns = crate::clock::now_ns();
     let mut t = lock();
@@ -201,22 +205,36 @@ pub fn mark(name: &str) -> Result<Mark, MarkError> {
     slot.len = name.len() as u8;
     slot.at_ns = at_ns;
     slot.seq = seq;
-    Ok(Mark {
-        name: name.to_string(),
-        at_ns,
-    })
+    Ok(())
+}
+
+/// A copy of the slots, set ones first, oldest first, and the drop count:
+/// the lock is held for the copy only (it allocates nothing).
+fn read() -> ([Slot; MAX_MARKS], u64) {
+    let (mut slots, dropped) = {
+        let t = lock();
+        (t.slots, t.dropped)
+    };
+    slots.sort_unstable_by_key(|s| (s.len == 0, s.seq));
+    (slots, dropped)
+}
+
+impl Slot {
+    fn to_mark(self) -> Mark {
+        Mark {
+            name: self.name().to_string(),
+            at_ns: self.at_ns,
+        }
+    }
 }
 
 /// The mark called `name`, if it is set.
 pub fn get(name: &str) -> Option<Mark> {
-    let t = lock();
-    t.slots
+    let (slots, _) = read();
+    slots
         .iter()
         .find(|s| s.len > 0 && s.name() == name)
-        .map(|s| Mark {
-            name: s.name().to_string(),
-            at_ns: s.at_ns,
-        })
+        .map(|s| s.to_mark())
 }
 
 /// The mark called `name`, or an error naming the marks that are set.
@@ -242,29 +260,17 @@ pub fn find(name: &str) -> Result<Mark, MarkError> {
 
 /// Every mark, oldest first (by when it was last set).
 pub fn marks() -> Vec<Mark> {
-    let mut set: Vec<(u64, Mark)> = {
-        let t = lock();
-        t.slots
-            .iter()
-            .filter(|s| s.len > 0)
-            .map(|s| {
-                (
-                    s.seq,
-                    Mark {
-                        name: s.name().to_string(),
-                        at_ns: s.at_ns,
-                    },
-                )
-            })
-            .collect()
-    };
-    set.sort_by_key(|(seq, _)| *seq);
-    set.into_iter().map(|(_, m)| m).collect()
+    let (slots, _) = read();
+    slots
+        .iter()
+        .take_while(|s| s.len > 0)
+        .map(|s| s.to_mark())
+        .collect()
 }
 
 /// Marks dropped because the table was full (the oldest goes first).
 pub fn dropped() -> u64 {
-    lock().dropped
+    read().1
 }
 
 #[cfg(test)]
@@ -288,10 +294,12 @@ mod tests {
     // life of the table (re-marking, the cap, the drop count) at once.
     #[test]
     fn remark_moves_and_cap_drops_the_oldest() {
-        let a = mark("unit-a").unwrap();
-        let b = mark("unit-b").unwrap();
+        mark("unit-a").unwrap();
+        mark("unit-b").unwrap();
+        let (a, b) = (get("unit-a").unwrap(), get("unit-b").unwrap());
         assert!(b.at_ns >= a.at_ns);
-        let a2 = mark("unit-a").unwrap();
+        mark("unit-a").unwrap();
+        let a2 = get("unit-a").unwrap();
         assert!(a2.at_ns >= b.at_ns);
         let names: Vec<String> = marks().into_iter().map(|m| m.name).collect();
         let (ia, ib) = (

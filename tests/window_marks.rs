@@ -83,6 +83,7 @@ fn windowed(what: &str, opts: &SnapshotOptions) -> (Snapshot, HeapFilter) {
         .clone()
         .unwrap_or_else(|| panic!("{what}: no filter"));
     assert_eq!(f.total_samples, live_samples, "{what}: total samples");
+    assert_eq!(snap.heap.stats().live_samples, f.total_samples, "{what}");
     let sites_kept: u64 = snap.heap.sites.iter().map(|s| s.live_samples).sum();
     assert_eq!(f.kept_samples, sites_kept, "{what}: kept samples");
     let sites_bytes: u64 = snap.heap.sites.iter().map(|s| s.live_bytes).sum();
@@ -118,9 +119,14 @@ fn main() {
     );
     alloc_a(&mut a);
     leakscope::testing::advance_clock(mins(10));
-    // The returned `Mark`s (their names are allocations) are dropped at
-    // once, so only A, B and C are born in the windows.
+    // `mark` allocates nothing: only A, B and C are born in the windows.
+    let before = leakscope::heap_stats().allocations;
     leakscope::mark("deploy").expect("mark deploy");
+    assert_eq!(
+        leakscope::heap_stats().allocations,
+        before,
+        "mark allocated"
+    );
     alloc_b(&mut b);
     leakscope::testing::advance_clock(mins(10));
     leakscope::mark("canary").expect("mark canary");
@@ -187,8 +193,8 @@ fn main() {
         assert!(opts.check().is_ok(), "{what}");
         let (snap, f) = windowed(what, opts);
         assert_eq!(abc(&snap), *want, "{what}");
-        // Windows between the marks hold B alone, exactly (the marks'
-        // names were dropped at once); others hold their sites and maybe
+        // Windows between the marks hold B alone, exactly; others hold
+        // their sites and maybe
         // more (what the runtime kept before A, the options' own names
         // after C).
         if want.0 == 0 && want.2 == 0 {
