@@ -184,7 +184,7 @@ pub use crate::marks::{mark, Mark};
 pub use crate::snapshot::{heap_stats, snapshot, snapshot_with, SnapshotOptions};
 pub use crate::snapshot::{
     Frame, HeapFilter, HeapSite, HeapSnapshot, HeapStats, Holder, LabelCount, ObjectSite,
-    RetainedReason, Snapshot,
+    RetainedReason, Snapshot, WindowError,
 };
 
 /// The README's examples, compiled as doctests.

@@ -449,6 +449,20 @@ pub struct SnapshotOptions {
     pub(crate) heap: HeapDetail,
 }
 
+/// Why a time window was refused ([`SnapshotOptions::check`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowError {
+    msg: String,
+}
+
+impl std::fmt::Display for WindowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for WindowError {}
+
 /// How much of the heap a snapshot reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum HeapDetail {
@@ -535,9 +549,10 @@ impl SnapshotOptions {
     ///
     /// # Errors
     ///
-    /// A one-line reason.
-    pub fn check(&self) -> Result<(), String> {
-        self.window().check()
+    /// A one-line reason, e.g. `min_age (1h) is more than max_age (10m):
+    /// the window [now - max_age, now - min_age] is empty`.
+    pub fn check(&self) -> Result<(), WindowError> {
+        self.window().check().map_err(|msg| WindowError { msg })
     }
 
     /// The time window of these options.

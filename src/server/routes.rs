@@ -76,7 +76,7 @@ fn parse_window(query: &str) -> Result<(Query, SnapshotOptions), Response> {
         until: mark(&q.until)?,
         ..SnapshotOptions::new()
     };
-    opts.check().map_err(bad)?;
+    opts.check().map_err(|e| bad(e.to_string()))?;
     Ok((q, opts))
 }
 
