@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! cargo run --example pprof_dump -- --base base.pb.gz --grown grown.pb.gz \
-//!     [--allocs allocs.pb.gz] [--old old.pb.gz] [--text heap.txt] [--svg heap.svg]
+//!     [--allocs allocs.pb.gz] [--old old.pb.gz] [--text heap.txt] [--svg heap.svg] \
+//!     [--window window.pb.gz] [--since since.pb.gz] [--until until.pb.gz] \
+//!     [--since-text since.txt]
 //! go tool pprof -top grown.pb.gz
 //! go tool pprof -top -base base.pb.gz grown.pb.gz   # what grew
 //! go tool pprof -tags grown.pb.gz                   # how old the live memory is
@@ -15,10 +17,14 @@
 //! 2. `leak_sessions` keeps 2 MiB, `handle_requests` churns (allocates and
 //!    frees); then the `--base` profile is written;
 //! 3. 20 minutes pass (on leakscope's clock: `testing::advance_clock`, so the example
-//!    runs in a second);
+//!    runs in a second), then the mark `deploy` is set;
 //! 4. `leak_sessions` keeps 6 MiB more, `fresh_cache` 3 MiB; then `--grown`
 //!    (heap), `--allocs`, `--old` (only memory at least 10 minutes old),
-//!    `--text` (the `?debug=1` form) and `--svg` (flame graph) are written.
+//!    `--text` (the `?debug=1` form) and `--svg` (flame graph) are written,
+//!    and the time windows: `--window` (`min_age=10m&max_age=30m`: the
+//!    memory of step 1-2), `--since` and `--until` (`since=deploy`: step 4;
+//!    `until=deploy`: steps 1-2) and `--since-text` (`since=deploy`,
+//!    `?debug=1`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -70,6 +76,10 @@ struct Out {
     old: Option<String>,
     text: Option<String>,
     svg: Option<String>,
+    window: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    since_text: Option<String>,
 }
 
 fn parse_args() -> Result<Out, String> {
@@ -83,6 +93,10 @@ fn parse_args() -> Result<Out, String> {
             "--old" => &mut out.old,
             "--text" => &mut out.text,
             "--svg" => &mut out.svg,
+            "--window" => &mut out.window,
+            "--since" => &mut out.since,
+            "--until" => &mut out.until,
+            "--since-text" => &mut out.since_text,
             _ => return Err(format!("unknown argument {flag:?}")),
         };
         *slot = Some(args.next().ok_or(format!("{flag} needs a file name"))?);
@@ -116,6 +130,7 @@ fn run(out: &Out) -> Result<(), String> {
     write(&out.base, pprof::heap_profile)?;
 
     leakscope::testing::advance_clock(Duration::from_secs(20 * 60));
+    leakscope::mark("deploy").map_err(|e| e.to_string())?;
     leak_sessions(&mut sessions, 96);
     let cache = fresh_cache();
     handle_requests(20_000);
@@ -133,6 +148,24 @@ fn run(out: &Out) -> Result<(), String> {
     write(&out.text, || {
         pprof::text(&snap, &ProfileOptions::heap()).into_bytes()
     })?;
+    let deploy = leakscope::marks::find("deploy").map_err(|e| e.to_string())?;
+    write(&out.window, || {
+        pprof::profile_now(
+            &ProfileOptions::heap()
+                .min_age(Duration::from_secs(600))
+                .max_age(Duration::from_secs(1800)),
+        )
+    })?;
+    write(&out.since, || {
+        pprof::profile_now(&ProfileOptions::heap().since(deploy.clone()))
+    })?;
+    write(&out.until, || {
+        pprof::profile_now(&ProfileOptions::heap().until(deploy.clone()))
+    })?;
+    write(&out.since_text, || {
+        let opts = leakscope::SnapshotOptions::new().since(deploy.clone());
+        pprof::text(&leakscope::snapshot_with(&opts), &ProfileOptions::heap()).into_bytes()
+    })?;
     #[cfg(feature = "flamegraph")]
     if let Some(p) = &out.svg {
         let svg = leakscope::flamegraph::heap_svg(&snap).map_err(|e| e.to_string())?;
@@ -149,7 +182,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("pprof_dump: {e}");
             eprintln!(
-                "usage: pprof_dump --base FILE --grown FILE [--allocs FILE] [--old FILE] [--text FILE] [--svg FILE]"
+                "usage: pprof_dump --base FILE --grown FILE [--allocs FILE] [--old FILE] [--text FILE] [--svg FILE] [--window FILE] [--since FILE] [--until FILE] [--since-text FILE]"
             );
             ExitCode::from(2)
         }

@@ -9,7 +9,10 @@
 #          (-symbolize=none);
 #   -tags  the age label is shown as a time;
 #   -tagfocus=age=600s:  keeps the old memory and drops the young cache;
-#   -base  the diff of two profiles shows the growth.
+#   -base  the diff of two profiles shows the growth;
+#   time windows (min_age+max_age, since=<mark>, until=<mark>, and the
+#          ?debug=1 text of one): read, the right functions in use, and
+#          -comments shows the filter statement.
 # Installs Go (Debian's golang-go) when `go` is missing. No network otherwise:
 # GOPROXY=off, GOTOOLCHAIN=local, caches under a temporary directory.
 set -euo pipefail
@@ -61,7 +64,8 @@ echo "compat-pprof: $(go version)"
 
 # 1. Run the example.
 (cd "$work" && "$ex" --base base.pb.gz --grown grown.pb.gz --allocs allocs.pb.gz \
-    --old old.pb.gz --text heap.txt --svg heap.svg)
+    --old old.pb.gz --text heap.txt --svg heap.svg \
+    --window window.pb.gz --since since.pb.gz --until until.pb.gz --since-text since.txt)
 
 # 2. Reference profiles from the Go runtime.
 mkdir -p "$work/goref"
@@ -168,6 +172,40 @@ text_inuse="$(sed -n 's/^heap profile: [0-9]*: \([0-9]*\) .*/\1/p' "$work/heap.t
 text_total="$(pp -top -unit=B "$work/heap.txt" | sed -n 's/.* of \([0-9]*\)B total.*/\1/p')"
 check "legacy parser reads the text form unscaled ($text_total B vs header $text_inuse B)" \
     test -n "$text_inuse" -a "$text_total" = "$text_inuse"
+
+# Time windows: every windowed profile is read, keeps the right memory in
+# use, and says it is filtered (-comments).
+reads() { pp -raw "$1" >/dev/null; }
+for f in window since until; do
+    check "$f.pb.gz is read by go tool pprof" reads "$work/$f.pb.gz"
+    pp -comments "$work/$f.pb.gz" >"$work/$f.comments" || true
+    check "$f.pb.gz: -comments states the filter" grep -q '^leakscope filter: heap born ' "$work/$f.comments"
+done
+sed 's/^/    /' "$work/window.comments"
+w_leak="$(flat_kb "$work/window.pb.gz" pprof_dump::leak_sessions)"
+w_pool="$(flat_kb "$work/window.pb.gz" 'pprof_dump::build_pool::{{closure}}')"
+w_cache="$(flat_kb "$work/window.pb.gz" 'pprof_dump::fresh_cache::{{closure}}')"
+echo "min_age=10m&max_age=30m: leak_sessions ${w_leak:-none} kB, build_pool ${w_pool:-none} kB, fresh_cache ${w_cache:-none} kB"
+check "min_age=10m&max_age=30m keeps the 2 MiB of old sessions" near "$w_leak" 2048
+check "min_age=10m&max_age=30m keeps the 4 MiB pool" near "$w_pool" 4096
+check "min_age=10m&max_age=30m drops the young cache" test "${w_cache:-none}" = none
+s_leak="$(flat_kb "$work/since.pb.gz" pprof_dump::leak_sessions)"
+s_pool="$(flat_kb "$work/since.pb.gz" 'pprof_dump::build_pool::{{closure}}')"
+s_cache="$(flat_kb "$work/since.pb.gz" 'pprof_dump::fresh_cache::{{closure}}')"
+echo "since=deploy: leak_sessions ${s_leak:-none} kB, build_pool ${s_pool:-none} kB, fresh_cache ${s_cache:-none} kB"
+check "since=deploy keeps the 6 MiB of sessions leaked after it" near "$s_leak" 6144
+check "since=deploy keeps the 3 MiB cache" near "$s_cache" 3072
+check "since=deploy drops the pool" test "${s_pool:-none}" = none
+u_leak="$(flat_kb "$work/until.pb.gz" pprof_dump::leak_sessions)"
+u_cache="$(flat_kb "$work/until.pb.gz" 'pprof_dump::fresh_cache::{{closure}}')"
+echo "until=deploy: leak_sessions ${u_leak:-none} kB, fresh_cache ${u_cache:-none} kB"
+check "until=deploy keeps the 2 MiB of sessions leaked before it" near "$u_leak" 2048
+check "until=deploy drops the cache" test "${u_cache:-none}" = none
+check "since=deploy text form states the filter" grep -q '^# leakscope filter: heap born ' "$work/since.txt"
+s_text_inuse="$(sed -n 's/^heap profile: [0-9]*: \([0-9]*\) .*/\1/p' "$work/since.txt")"
+s_text_total="$(pp -top -unit=B "$work/since.txt" | sed -n 's/.* of \([0-9]*\)B total.*/\1/p')"
+check "legacy parser reads the since=deploy text form ($s_text_total B vs header $s_text_inuse B)" \
+    test -n "$s_text_inuse" -a "$s_text_total" = "$s_text_inuse"
 
 if [ "$fail" -ne 0 ]; then
     echo "compat-pprof: FAILED"

@@ -64,6 +64,17 @@
 //! text report (`println!("{snap}")`), or as one line with
 //! [`Snapshot::summary`]. Module: [`snapshot`](mod@snapshot).
 //!
+//! ## Time windows and marks
+//!
+//! A snapshot (and a profile, and the debug routes) can keep only the live
+//! heap born in a time window: [`SnapshotOptions::min_age`] and
+//! [`SnapshotOptions::max_age`] (born between an hour and ten minutes ago),
+//! or [`SnapshotOptions::since`] / [`SnapshotOptions::until`] a *mark*, a
+//! named point in time recorded with [`mark`]`("deploy")` (bounded: module
+//! [`marks`]). A filtered view says so: [`HeapSnapshot::filter`] holds the
+//! window and what it kept, and every output prints it. Tracked objects
+//! are not filtered.
+//!
 //! ## Exporters
 //!
 //! Every exporter reads a snapshot, never the live tables:
@@ -131,6 +142,7 @@ pub mod alloc;
 pub mod clock;
 mod format;
 pub mod histogram;
+pub mod marks;
 mod report;
 pub mod snapshot;
 // Part of the symbolizer's API (`resolve`, `set_budget`, `clear`) is used
@@ -138,6 +150,7 @@ pub mod snapshot;
 #[allow(dead_code)]
 mod symbolize;
 pub mod testing;
+mod window;
 
 // -- tracked objects (track!, track_arc!, LeakCheck) --
 mod check;
@@ -166,11 +179,12 @@ pub mod server;
 pub use crate::alloc::{sample_rate, set_sample_rate, TrackingAllocator};
 
 // -- the vocabulary: snapshots and what they hold --
+pub use crate::marks::{mark, Mark};
 #[doc(inline)]
 pub use crate::snapshot::{heap_stats, snapshot, snapshot_with, SnapshotOptions};
 pub use crate::snapshot::{
-    Frame, HeapSite, HeapSnapshot, HeapStats, Holder, LabelCount, ObjectSite, RetainedReason,
-    Snapshot,
+    Frame, HeapFilter, HeapSite, HeapSnapshot, HeapStats, Holder, LabelCount, ObjectSite,
+    RetainedReason, Snapshot, WindowError,
 };
 
 /// The README's examples, compiled as doctests.

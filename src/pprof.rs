@@ -26,7 +26,13 @@
 //! sum to Go's, and `go tool pprof -tags` shows how old the live memory is.
 //!
 //! With [`ProfileOptions::min_age`] only live allocations at least that old
-//! are counted as in use (the leak view; `?min_age=10m` on the HTTP route).
+//! are counted as in use (the leak view; `?min_age=10m` on the HTTP route);
+//! [`ProfileOptions::max_age`], [`ProfileOptions::since`] and
+//! [`ProfileOptions::until`] bound the window further (see
+//! [`crate::marks`]). A filtered profile carries one more comment (`go tool
+//! pprof -comments`), `leakscope filter: heap born 10m–1h ago (min_age=10m
+//! max_age=1h): 6.0 MiB of 15.1 MiB sampled live kept (40%), ...`, and the
+//! `?debug=1` text the same line in its header.
 //!
 //! # Stacks
 //!
@@ -86,7 +92,9 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use prost::Message as _;
 
-use crate::snapshot::Snapshot;
+use crate::marks::Mark;
+use crate::snapshot::{HeapFilter, HeapSnapshot, Snapshot};
+use crate::window::Window;
 
 pub use text::text;
 
@@ -131,6 +139,12 @@ pub struct ProfileOptions {
     /// Count as in use only live allocations at least this old (the leak
     /// view); `None` counts all.
     pub min_age: Option<Duration>,
+    /// Count as in use only live allocations at most this old.
+    pub max_age: Option<Duration>,
+    /// Count as in use only live allocations born at or after this mark.
+    pub since: Option<Mark>,
+    /// Count as in use only live allocations born before this mark.
+    pub until: Option<Mark>,
 }
 
 impl ProfileOptions {
@@ -138,7 +152,7 @@ impl ProfileOptions {
     pub fn heap() -> Self {
         ProfileOptions {
             kind: ProfileKind::Heap,
-            min_age: None,
+            ..ProfileOptions::default()
         }
     }
 
@@ -146,7 +160,7 @@ impl ProfileOptions {
     pub fn allocs() -> Self {
         ProfileOptions {
             kind: ProfileKind::Allocs,
-            min_age: None,
+            ..ProfileOptions::default()
         }
     }
 
@@ -160,6 +174,92 @@ impl ProfileOptions {
     pub fn min_age(mut self, age: Duration) -> Self {
         self.min_age = Some(age);
         self
+    }
+
+    /// Counts as in use only live allocations at most `age` old; applied
+    /// as [`min_age`](Self::min_age) is (per age bucket by [`profile`] and
+    /// [`text`] on an unfiltered snapshot: buckets whose lower bound is at
+    /// most `age`).
+    #[must_use]
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// Counts as in use only live allocations born at or after `mark`
+    /// (exact in [`profile_now`]; per age bucket, as of the snapshot's
+    /// time, in [`profile`] and [`text`] on an unfiltered snapshot).
+    #[must_use]
+    pub fn since(mut self, mark: Mark) -> Self {
+        self.since = Some(mark);
+        self
+    }
+
+    /// Counts as in use only live allocations born before `mark` (applied
+    /// as [`since`](Self::since) is).
+    #[must_use]
+    pub fn until(mut self, mark: Mark) -> Self {
+        self.until = Some(mark);
+        self
+    }
+
+    /// The time window of these options.
+    pub(crate) fn window(&self) -> Window<'_> {
+        Window {
+            min_age: self.min_age,
+            max_age: self.max_age,
+            since: self.since.as_ref(),
+            until: self.until.as_ref(),
+        }
+    }
+}
+
+/// How a profile is filtered: the age bounds applied per age bucket, and
+/// the statement its comments and text header carry.
+pub(super) struct Filter<'a> {
+    /// (youngest, oldest) age counted as in use.
+    pub(super) bounds: values::AgeBounds,
+    /// The exact filter of the heap read, when it was filtered.
+    exact: Option<&'a HeapFilter>,
+    /// The window applied per age bucket to an unfiltered heap.
+    approx: Option<HeapFilter>,
+}
+
+impl<'a> Filter<'a> {
+    /// The filter of a profile of `heap`, read at `now`, with `opts`.
+    pub(super) fn new(heap: &'a HeapSnapshot, opts: &ProfileOptions, now: u64) -> Self {
+        let window = opts.window();
+        let bounds = window.age_bounds(now);
+        match &heap.filter {
+            Some(f) => Filter {
+                bounds,
+                exact: Some(f),
+                approx: None,
+            },
+            None => Filter {
+                bounds,
+                exact: None,
+                approx: window.is_some().then(|| window.filter(now)),
+            },
+        }
+    }
+
+    /// The filter statement (`None` when unfiltered), given the in-use
+    /// (objects, bytes) the profile kept and the live (objects, bytes) of
+    /// its sites.
+    pub(super) fn statement(&self, kept: (u64, u64), live: (u64, u64)) -> Option<String> {
+        if let Some(f) = self.exact {
+            return Some(format!("leakscope filter: {f}"));
+        }
+        let f = self.approx.as_ref()?;
+        Some(format!(
+            "leakscope filter (per age bucket of an unfiltered snapshot): {}: {} of {} sampled live kept, {} of {} objects; tracked objects are not filtered",
+            f.window_text(),
+            crate::format::fmt_bytes(kept.1),
+            crate::format::fmt_bytes(live.1),
+            kept.0,
+            live.0
+        ))
     }
 }
 
@@ -186,7 +286,8 @@ pub fn allocs_profile() -> Vec<u8> {
 pub fn profile_now(opts: &ProfileOptions) -> Vec<u8> {
     let now = crate::clock::now_ns();
     crate::alloc::as_metadata(|| {
-        let (heap, stacks) = crate::alloc::heap_profile_view(now, opts.min_age);
+        let (heap, stacks) = crate::alloc::heap_profile_view(now, &opts.window());
+        let filter = Filter::new(&heap, opts, now);
         let overflow = crate::alloc::overflow_frames();
         let sites = heap.sites.iter().zip(&stacks).map(|(site, stack)| {
             let frames = match stack {
@@ -196,7 +297,14 @@ pub fn profile_now(opts: &ProfileOptions) -> Vec<u8> {
             (site, frames)
         });
         encode(|emit| {
-            builder::build_sites(heap.sample_rate, sites, opts, &mapping::current(), emit)
+            builder::build_sites(
+                heap.sample_rate,
+                sites,
+                opts,
+                &filter,
+                &mapping::current(),
+                emit,
+            )
         })
     })
 }

@@ -257,6 +257,10 @@ fn write_heap(f: &mut fmt::Formatter<'_>, h: &HeapSnapshot) -> fmt::Result {
         fmt_bytes(h.allocated_bytes),
         h.sample_rate
     )?;
+    // A filtered view says it is filtered, and what it kept.
+    if let Some(filter) = &h.filter {
+        writeln!(f, "filter: {filter}")?;
+    }
     let live: Vec<&HeapSite> = h.sites.iter().filter(|s| s.live_bytes > 0).collect();
     if live.is_empty() {
         return writeln!(f, "  no sampled allocation is live");

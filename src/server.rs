@@ -10,11 +10,22 @@
 //! | `/debug/pprof/heap` | gzipped `profile.proto` of live sampled allocations; `?debug=1` for text, `?min_age=1h` for the leak view |
 //! | `/debug/pprof/allocs` | the same profile with the all-time allocation samples first (Go's `allocs`) |
 //! | `/debug/pprof/heap.svg` | a flame graph of live sampled bytes (feature `flamegraph`) |
-//! | `/debug/leaks` | the text leak report (`?min_age=` filters the heap part) |
+//! | `/debug/leaks` | the text leak report (`?min_age=`, `?max_age=`, `?since=`, `?until=` filter the heap part) |
 //! | `/debug/leaks.json` | the whole [`Snapshot`](crate::Snapshot) as JSON |
 //!
 //! `min_age` takes Go-style durations (`90s`, `1h30m`, `250ms`, `1.5h`) or
-//! plain seconds (`3600`); `debug` takes `0` or `1`. A bad value is a `400`
+//! plain seconds (`3600`); `debug` takes `0` or `1`.
+//!
+//! The heap routes (profiles, flame graph, leak report and JSON) take a time
+//! window over the live heap: `min_age` (at least this old), `max_age` (at
+//! most this old; `min_age=10m&max_age=1h` is the live memory born between
+//! an hour and ten minutes ago), `since=<mark>` (born at or after a
+//! [mark](crate::mark)) and `until=<mark>` (born before it), intersected
+//! when combined. A filtered view says so (the report's `filter:` line, the
+//! JSON's `heap.filter`, the profile's comments and `debug=1` header). The
+//! window is refused (`400`) when `min_age` is above `max_age`, when a
+//! mark is not set (the message lists the marks that are), or when the
+//! `since` mark was set after the `until` mark. `/` lists the marks. A bad value is a `400`
 //! with a one-line reason; unknown parameters are ignored, as Go does, except
 //! `seconds` (delta profiles), which is refused rather than ignored.
 //!

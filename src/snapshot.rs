@@ -24,6 +24,8 @@ use serde::{Serialize, Serializer};
 
 use crate::format::short_path;
 use crate::histogram::Histogram;
+use crate::marks::{Mark, MarkError};
+use crate::window::Window;
 
 /// Exact allocator totals since the process started (or since the tracking
 /// allocator was installed). Cheap to read: no symbolization, no sites.
@@ -87,6 +89,8 @@ pub struct Snapshot {
     pub heap: HeapSnapshot,
     /// Tracked-object sites (`track!` / `track_arc!`), oldest live first.
     pub objects: Vec<ObjectSite>,
+    /// The marks ([`crate::mark`]) set when it was taken, oldest first.
+    pub marks: Vec<Mark>,
 }
 
 /// The heap part of a [`Snapshot`].
@@ -129,9 +133,56 @@ pub struct HeapSnapshot {
     /// Whether the tracking allocator is installed and has seen allocations.
     pub allocator_active: bool,
     /// Sampled sites (one per distinct stack), largest estimated live bytes
-    /// first. With a `min_age` filter only live samples at least that old
-    /// count towards the live and age fields.
+    /// first. With a time window (`min_age`, `max_age`, `since`, `until`)
+    /// only the live samples in it count towards the live and age fields.
     pub sites: Vec<HeapSite>,
+    /// The time window applied to the live samples and what it kept;
+    /// `None` for the whole live heap. Every output states it.
+    pub filter: Option<HeapFilter>,
+}
+
+/// The time window a heap view was filtered by, and what it kept (see
+/// [`SnapshotOptions`]). Prints as one sentence (`heap born 10m–1h ago
+/// (min_age=10m max_age=1h): 48.0 MiB of 80.0 MiB sampled live kept (60%),
+/// 1200 of 3000 live samples; tracked objects are not filtered`), the line
+/// every output carries when filtered.
+///
+/// The window applies to the heap's live samples only: tracked objects
+/// are not filtered. Kept and total figures are the sampled estimates
+/// (the sites' `live_*` fields sum to the kept ones, up to rounding),
+/// comparable with each other; the exact live total is
+/// [`HeapSnapshot::live_bytes`].
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct HeapFilter {
+    /// Kept: live samples at least this old.
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub min_age: Option<Duration>,
+    /// Kept: live samples at most this old.
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub max_age: Option<Duration>,
+    /// Kept: live samples born at or after this mark.
+    pub since: Option<Mark>,
+    /// Kept: live samples born before this mark.
+    pub until: Option<Mark>,
+    /// The youngest age kept, all bounds together (`None`: no lower bound).
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub youngest: Option<Duration>,
+    /// The oldest age kept, all bounds together (`None`: no upper bound).
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub oldest: Option<Duration>,
+    /// Estimated live bytes in the window.
+    pub kept_bytes: u64,
+    /// Estimated live bytes of the whole live heap.
+    pub total_bytes: u64,
+    /// Estimated live allocations in the window.
+    pub kept_objects: u64,
+    /// Estimated live allocations of the whole live heap.
+    pub total_objects: u64,
+    /// Live samples in the window.
+    pub kept_samples: u64,
+    /// Live samples in all.
+    pub total_samples: u64,
 }
 
 impl HeapSnapshot {
@@ -148,7 +199,10 @@ impl HeapSnapshot {
             peak_live_bytes: self.peak_live_bytes,
             sample_rate: self.sample_rate,
             samples: self.samples,
-            live_samples: self.sites.iter().map(|s| s.live_samples).sum(),
+            live_samples: match &self.filter {
+                Some(f) => f.total_samples,
+                None => self.sites.iter().map(|s| s.live_samples).sum(),
+            },
             dropped_samples: self.dropped_samples,
             system_unwinds: self.system_unwinds,
             metadata_bytes: self.metadata_bytes,
@@ -383,10 +437,31 @@ pub struct SnapshotOptions {
     /// Keep only live allocations at least this old in the heap sites' live
     /// fields (the leak view); `None` keeps all.
     pub min_age: Option<Duration>,
+    /// Keep only live allocations at most this old; with `min_age`, the
+    /// live memory born in [now − max_age, now − min_age].
+    pub max_age: Option<Duration>,
+    /// Keep only live allocations born at or after this mark.
+    pub since: Option<Mark>,
+    /// Keep only live allocations born before this mark.
+    pub until: Option<Mark>,
     /// What the heap part must hold: everything, or (crate-internal, for
     /// `/metrics` and the Prometheus publisher) only what the metrics read.
     pub(crate) heap: HeapDetail,
 }
+
+/// Why a time window was refused ([`SnapshotOptions::check`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowError {
+    msg: String,
+}
+
+impl std::fmt::Display for WindowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for WindowError {}
 
 /// How much of the heap a snapshot reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -416,13 +491,87 @@ impl SnapshotOptions {
         self
     }
 
+    /// Keeps only live heap samples at most `age` old.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // Live memory allocated between an hour and ten minutes ago.
+    /// let opts = leakscope::SnapshotOptions::new()
+    ///     .min_age(Duration::from_secs(600))
+    ///     .max_age(Duration::from_secs(3600));
+    /// assert!(opts.check().is_ok());
+    /// let snap = leakscope::snapshot_with(&opts);
+    /// assert!(snap.heap.filter.is_some());
+    /// ```
+    #[must_use]
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// Keeps only live heap samples born at or after `mark`.
+    #[must_use]
+    pub fn since(mut self, mark: Mark) -> Self {
+        self.since = Some(mark);
+        self
+    }
+
+    /// Keeps only live heap samples born before `mark`.
+    #[must_use]
+    pub fn until(mut self, mark: Mark) -> Self {
+        self.until = Some(mark);
+        self
+    }
+
+    /// [`since`](Self::since) the mark called `name`.
+    ///
+    /// # Errors
+    ///
+    /// No mark of that name is set.
+    pub fn since_mark(self, name: &str) -> Result<Self, MarkError> {
+        Ok(self.since(crate::marks::find(name)?))
+    }
+
+    /// [`until`](Self::until) the mark called `name`.
+    ///
+    /// # Errors
+    ///
+    /// No mark of that name is set.
+    pub fn until_mark(self, name: &str) -> Result<Self, MarkError> {
+        Ok(self.until(crate::marks::find(name)?))
+    }
+
+    /// Refuses a self-contradictory window: `min_age` above `max_age`, or a
+    /// `since` mark set after the `until` mark. ([`snapshot_with`] takes
+    /// such a window as it is: it keeps nothing, and says so.)
+    ///
+    /// # Errors
+    ///
+    /// A one-line reason, e.g. `min_age (1h) is more than max_age (10m):
+    /// the window [now - max_age, now - min_age] is empty`.
+    pub fn check(&self) -> Result<(), WindowError> {
+        self.window().check().map_err(|msg| WindowError { msg })
+    }
+
+    /// The time window of these options.
+    pub(crate) fn window(&self) -> Window<'_> {
+        Window {
+            min_age: self.min_age,
+            max_age: self.max_age,
+            since: self.since.as_ref(),
+            until: self.until.as_ref(),
+        }
+    }
+
     /// The options of the light snapshot `/metrics` renders from (see
     /// [`HeapDetail::Metrics`]).
     #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
     pub(crate) fn metrics() -> Self {
         SnapshotOptions {
-            min_age: None,
             heap: HeapDetail::Metrics,
+            ..SnapshotOptions::default()
         }
     }
 }
@@ -446,7 +595,7 @@ pub fn snapshot() -> Snapshot {
 pub fn snapshot_with(opts: &SnapshotOptions) -> Snapshot {
     let now = crate::clock::now_ns();
     let heap = match opts.heap {
-        HeapDetail::Full => crate::alloc::heap_snapshot(now, opts.min_age),
+        HeapDetail::Full => crate::alloc::heap_snapshot(now, &opts.window()),
         HeapDetail::Metrics => crate::alloc::heap_metrics(),
     };
     let objects = crate::objects::snapshot_sites(now);
@@ -454,5 +603,10 @@ pub fn snapshot_with(opts: &SnapshotOptions) -> Snapshot {
         taken_at_ns: now,
         heap,
         objects,
+        // `/metrics` does not read the marks.
+        marks: match opts.heap {
+            HeapDetail::Full => crate::marks::marks(),
+            HeapDetail::Metrics => Vec::new(),
+        },
     }
 }

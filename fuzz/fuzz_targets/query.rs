@@ -22,6 +22,13 @@ fuzz_target!(|data: &[u8]| {
         Ok(q) => {
             assert!(s.len() <= 1024);
             assert!(q.min_age.is_none_or(|a| a <= TEN_YEARS), "{q:?}");
+            assert!(q.max_age.is_none_or(|a| a <= TEN_YEARS), "{q:?}");
+            if let (Some(min), Some(max)) = (q.min_age, q.max_age) {
+                assert!(min <= max, "{q:?}");
+            }
+            for m in [&q.since, &q.until].into_iter().flatten() {
+                assert!(leakscope::marks::validate(m).is_ok(), "{q:?}");
+            }
         }
         Err(e) => one_line(&e),
     }

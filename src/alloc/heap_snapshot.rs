@@ -33,9 +33,11 @@
 //!   profile reads their frames where the cache keeps them, a snapshot
 //!   copies them into its sites.
 //!
-//! Without a `min_age` filter, both take each site's live objects, bytes
-//! and sample count from the same maintained sums, so `/metrics` rendered
-//! from either is the same text.
+//! Without a time window (`crate::window`), both take each site's live
+//! objects, bytes and sample count from the same maintained sums, so
+//! `/metrics` rendered from either is the same text. With one, a heap read
+//! keeps only the live samples in it and records in `HeapSnapshot::filter`
+//! the window and what it kept of the whole.
 
 use core::sync::atomic::Ordering;
 use core::time::Duration;
@@ -48,7 +50,8 @@ use super::stack::{self, CachedStack};
 use super::table::{self, Live, OVERFLOW_STACK};
 use super::unwind;
 use crate::histogram::{bucket_index, Histogram, BUCKETS};
-use crate::snapshot::{Frame, HeapSite, HeapSnapshot, HeapStats};
+use crate::snapshot::{Frame, HeapFilter, HeapSite, HeapSnapshot, HeapStats};
+use crate::window::Window;
 
 /// How many per-thread counter blocks have ever been in use at once (the
 /// pool's high-water mark, at most 1024). Threads that exit return their
@@ -133,9 +136,9 @@ pub(crate) fn as_metadata<T: Clone>(f: impl FnOnce() -> T) -> T {
 /// Builds the heap part of a snapshot. The work (copying the tables,
 /// grouping, symbolizing) runs under the guard, in leakscope's metadata
 /// memory; the result is then cloned out into the caller's memory.
-pub(crate) fn heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot {
+pub(crate) fn heap_snapshot(now: u64, window: &Window) -> HeapSnapshot {
     as_metadata(|| {
-        let (mut heap, stacks) = build_heap_snapshot(now, min_age);
+        let (mut heap, stacks) = build_heap_snapshot(now, window);
         for (site, stack) in heap.sites.iter_mut().zip(stacks) {
             site.frames = stack.map_or_else(overflow_frames, CachedStack::to_frames);
         }
@@ -151,10 +154,10 @@ pub(crate) fn heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot
 /// called under the guard (everything here is leakscope's memory).
 pub(crate) fn heap_profile_view(
     now: u64,
-    min_age: Option<Duration>,
+    window: &Window,
 ) -> (HeapSnapshot, Vec<Option<&'static CachedStack>>) {
     debug_assert!(super::guard::is_entered());
-    build_heap_snapshot(now, min_age)
+    build_heap_snapshot(now, window)
 }
 
 /// The frames of the overflow site (see [`heap_profile_view`]).
@@ -209,6 +212,7 @@ fn totals(stats: &HeapStats) -> HeapSnapshot {
         symbolizer_evictions: stats.symbolizer_evictions,
         allocator_active: counters::is_active(),
         sites: Vec::new(),
+        filter: None,
     }
 }
 
@@ -284,10 +288,12 @@ fn build_heap_metrics() -> HeapSnapshot {
 /// their frames, and each site's stack (see [`heap_profile_view`]).
 fn build_heap_snapshot(
     now: u64,
-    min_age: Option<Duration>,
+    window: &Window,
 ) -> (HeapSnapshot, Vec<Option<&'static CachedStack>>) {
     let stats = heap_stats();
-    let min_age_ns = min_age.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let filtered = window.is_some();
+    // What the window kept, of how much (objects, bytes, samples).
+    let (mut kept, mut total) = ((0f64, 0f64, 0u64), (0f64, 0f64, 0u64));
     // Preallocate, copy under the lock, work without it.
     let mut rows = Vec::with_capacity(table::STACK_CAPACITY + 1);
     let mut ips = Vec::with_capacity(table::STACK_CAPACITY);
@@ -309,9 +315,12 @@ fn build_heap_snapshot(
     let mut by_row = vec![LiveAgg::default(); rows.len()];
     for e in &live {
         let age = crate::clock::age_ns(now, e.birth);
-        if age < min_age_ns {
+        let bytes = e.weight * e.size as f64;
+        total = (total.0 + e.weight, total.1 + bytes, total.2 + 1);
+        if !window.keeps(e.birth, age) {
             continue;
         }
+        kept = (kept.0 + e.weight, kept.1 + bytes, kept.2 + 1);
         let k = if e.stack == OVERFLOW_STACK {
             overflow_row
         } else {
@@ -320,7 +329,6 @@ fn build_heap_snapshot(
         let Some(a) = by_row.get_mut(k as usize) else {
             continue;
         };
-        let bytes = e.weight * e.size as f64;
         a.objects += e.weight;
         a.bytes += bytes;
         a.samples += 1;
@@ -336,7 +344,7 @@ fn build_heap_snapshot(
     for (row, la) in rows.iter().zip(by_row) {
         let stack_ips = next_ips.next_if(|s| s.id == row.id);
         let agg = &row.agg;
-        let has_live = if min_age.is_none() {
+        let has_live = if !filtered {
             agg.live.samples > 0
         } else {
             la.samples > 0
@@ -350,7 +358,7 @@ fn build_heap_snapshot(
             Some(s) => stack::stack_frames(row.id, s.ips(), true),
             None => stack::cached_stack(row.id),
         };
-        sites.push((make_site(agg, la, min_age.is_none()), stack));
+        sites.push((make_site(agg, la, !filtered), stack));
     }
     drop(ips);
     sites.sort_by(|(a, _), (b, _)| {
@@ -359,6 +367,17 @@ fn build_heap_snapshot(
             .then(b.allocated_bytes.cmp(&a.allocated_bytes))
     });
     let mut heap = totals(&stats);
+    if filtered {
+        heap.filter = Some(HeapFilter {
+            kept_objects: round(kept.0),
+            kept_bytes: round(kept.1),
+            kept_samples: kept.2,
+            total_objects: round(total.0),
+            total_bytes: round(total.1),
+            total_samples: total.2,
+            ..window.filter(now)
+        });
+    }
     let (s, stacks): (Vec<_>, Vec<_>) = sites.into_iter().unzip();
     heap.sites = s;
     (heap, stacks)

@@ -13,7 +13,7 @@ use crate::symbolize::Sym;
 use super::mapping;
 use super::proto;
 use super::values::{bucket_age_ns, site_parts, to_i64, AGE_LABEL, AGE_UNIT, SAMPLE_TYPES};
-use super::ProfileOptions;
+use super::{Filter, ProfileOptions};
 
 /// One line of a location: what the builder reads of a frame, whether a
 /// snapshot's [`Frame`] or a cached stack's symbol ([`Sym`]).
@@ -248,7 +248,8 @@ pub(super) fn build(
 ) -> proto::Profile {
     let heap = &snapshot.heap;
     let sites = heap.sites.iter().map(|s| (s, SiteStack::Frames(&s.frames)));
-    build_sites(heap.sample_rate, sites, opts, maps, emit)
+    let filter = Filter::new(heap, opts, snapshot.taken_at_ns);
+    build_sites(heap.sample_rate, sites, opts, &filter, maps, emit)
 }
 
 /// [`build`] over sites given with their stacks (see [`SiteStack`]): the
@@ -257,6 +258,7 @@ pub(super) fn build_sites<'a>(
     sample_rate: u64,
     sites: impl Iterator<Item = (&'a HeapSite, SiteStack<'a>)>,
     opts: &ProfileOptions,
+    filter: &Filter<'_>,
     maps: &[mapping::MappingInfo],
     mut emit: impl FnMut(proto::Sample),
 ) -> proto::Profile {
@@ -276,8 +278,21 @@ pub(super) fn build_sites<'a>(
     let age_unit = b.string(AGE_UNIT);
 
     let mut parts = Vec::new();
+    // In-use (objects, bytes) kept, and live in the sites, for the filter
+    // statement.
+    let (mut kept, mut live) = ((0u64, 0u64), (0u64, 0u64));
     for (site, frames) in sites {
-        site_parts(site, opts.min_age, &mut parts);
+        site_parts(site, filter.bounds, &mut parts);
+        live = (
+            live.0.saturating_add(site.live_objects),
+            live.1.saturating_add(site.live_bytes),
+        );
+        for p in &parts {
+            kept = (
+                kept.0.saturating_add(p.values.inuse_objects),
+                kept.1.saturating_add(p.values.inuse_bytes),
+            );
+        }
         if parts.is_empty() {
             continue;
         }
@@ -304,13 +319,17 @@ pub(super) fn build_sites<'a>(
         }
     }
 
-    let comment = vec![
+    let mut comment = vec![
         b.string(&format!(
             "leakscope heap profile: unbiased estimates from allocations sampled every ~{} bytes",
             sample_rate
         )),
         b.string("label age = upper bound of the live allocations' age bucket (unlabelled samples: freed allocations)"),
     ];
+    // A filtered profile says so (`go tool pprof -comments`).
+    if let Some(statement) = filter.statement(kept, live) {
+        comment.push(b.string(&statement));
+    }
     let default_sample_type = b.string(opts.kind.default_sample_type());
 
     let mut mapping = Vec::with_capacity(b.mappings.len());

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::snapshot::{HeapSite, HeapSnapshot, Snapshot};
 
 use super::values::{site_parts, Values};
-use super::ProfileOptions;
+use super::{Filter, ProfileOptions};
 
 /// A Go-like `?debug=1` text form of the heap profile.
 ///
@@ -18,12 +18,18 @@ use super::ProfileOptions;
 /// pprof's legacy text parser does not scale them again.
 pub fn text(snapshot: &Snapshot, opts: &ProfileOptions) -> String {
     let heap = &snapshot.heap;
+    let filter = Filter::new(heap, opts, snapshot.taken_at_ns);
     let mut parts = Vec::new();
+    let mut live = (0u64, 0u64);
     // (summed values, (bucket, in-use objects, in-use bytes) per age, site)
     type Record<'a> = (Values, Vec<(usize, u64, u64)>, &'a HeapSite);
     let mut records: Vec<Record<'_>> = Vec::new();
     for site in &heap.sites {
-        site_parts(site, opts.min_age, &mut parts);
+        site_parts(site, filter.bounds, &mut parts);
+        live = (
+            live.0.saturating_add(site.live_objects),
+            live.1.saturating_add(site.live_bytes),
+        );
         if parts.is_empty() {
             continue;
         }
@@ -56,12 +62,13 @@ pub fn text(snapshot: &Snapshot, opts: &ProfileOptions) -> String {
     );
     let _ = writeln!(
         out,
-        "# leakscope: unbiased estimates from allocations sampled every ~{} bytes (already scaled){}",
+        "# leakscope: unbiased estimates from allocations sampled every ~{} bytes (already scaled)",
         heap.sample_rate,
-        opts.min_age
-            .map(|a| format!("; in use = live for at least {}", crate::format::fmt_duration(a)))
-            .unwrap_or_default()
     );
+    // A filtered profile says so, and what it kept.
+    if let Some(statement) = filter.statement((total.inuse_objects, total.inuse_bytes), live) {
+        let _ = writeln!(out, "# {statement}");
+    }
     for (sum, ages, site) in &records {
         let _ = write!(
             out,

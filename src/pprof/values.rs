@@ -85,14 +85,30 @@ pub(super) struct Part {
     pub(super) bucket: Option<usize>,
 }
 
+/// The (youngest, oldest) live age a profile counts as in use; `None`:
+/// unbounded on that side.
+pub(super) type AgeBounds = (Option<Duration>, Option<Duration>);
+
 /// Splits a site into per-age-bucket parts (live) and one freed part, such
-/// that the parts sum to the site's allocated totals.
-pub(super) fn site_parts(site: &HeapSite, min_age: Option<Duration>, out: &mut Vec<Part>) {
+/// that the parts sum to the site's allocated totals. Live buckets outside
+/// `bounds` count as freed: a bucket is kept when its upper bound is at
+/// least the youngest age and its lower bound at most the oldest.
+pub(super) fn site_parts(site: &HeapSite, bounds: AgeBounds, out: &mut Vec<Part>) {
     out.clear();
-    let min_ns = min_age.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let keep = |i: usize| match (min_ns, BOUNDS_NS.get(i)) {
-        (Some(min), Some(&bound)) => bound >= min,
-        _ => true,
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let (min_ns, max_ns) = (bounds.0.map(ns), bounds.1.map(ns));
+    let min_age = bounds.0;
+    let keep = |i: usize| {
+        let upper_ok = match (min_ns, BOUNDS_NS.get(i)) {
+            (Some(min), Some(&bound)) => bound >= min,
+            _ => true,
+        };
+        let lower = if i == 0 {
+            0
+        } else {
+            BOUNDS_NS[(i - 1).min(BOUNDS_NS.len() - 1)]
+        };
+        upper_ok && max_ns.is_none_or(|max| lower <= max)
     };
     let counts = &site.live_ages.counts;
     let by_age = &site.live_bytes_by_age;
@@ -193,7 +209,7 @@ mod tests {
             (10, 5000),
         );
         let mut parts = Vec::new();
-        site_parts(&s, None, &mut parts);
+        site_parts(&s, (None, None), &mut parts);
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[0].values, Values::live(2, 200));
         assert_eq!(parts[0].bucket, Some(bucket_index(3_000_000)));
@@ -203,10 +219,29 @@ mod tests {
         let alloc: u64 = parts.iter().map(|p| p.values.alloc_bytes).sum();
         assert_eq!(alloc, 5000);
 
-        site_parts(&s, Some(Duration::from_secs(600)), &mut parts);
+        site_parts(&s, (Some(Duration::from_secs(600)), None), &mut parts);
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].values, Values::live(1, 1000));
         assert_eq!(parts[1].values, Values::freed(9, 4000));
+
+        // max_age: only the young buckets count as in use.
+        site_parts(&s, (None, Some(Duration::from_secs(600))), &mut parts);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].values, Values::live(2, 200));
+        assert_eq!(parts[1].values, Values::freed(8, 4800));
+        // Both: a window between the two keeps neither.
+        let w = (
+            Some(Duration::from_secs(60)),
+            Some(Duration::from_secs(600)),
+        );
+        site_parts(&s, w, &mut parts);
+        assert_eq!(
+            parts,
+            vec![Part {
+                values: Values::freed(10, 5000),
+                bucket: None
+            }]
+        );
     }
 
     #[test]
@@ -221,7 +256,7 @@ mod tests {
             ..Default::default()
         };
         let mut parts = Vec::new();
-        site_parts(&s, None, &mut parts);
+        site_parts(&s, (None, None), &mut parts);
         assert_eq!(
             parts,
             vec![Part {
@@ -229,7 +264,7 @@ mod tests {
                 bucket: None
             }]
         );
-        site_parts(&s, Some(Duration::from_secs(60)), &mut parts);
+        site_parts(&s, (Some(Duration::from_secs(60)), None), &mut parts);
         assert_eq!(parts[0].values, Values::freed(3, 300));
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Longest query string accepted, in bytes.
 pub(crate) const MAX_QUERY_LEN: usize = 1024;
 
-/// Longest accepted `min_age`: ten years.
+/// Longest accepted `min_age` or `max_age`: ten years.
 const MAX_AGE: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// The parameters the debug routes understand.
@@ -16,6 +16,13 @@ const MAX_AGE: Duration = Duration::from_secs(10 * 365 * 86_400);
 pub struct Query {
     /// `min_age=<duration>`: only live heap samples at least this old.
     pub min_age: Option<Duration>,
+    /// `max_age=<duration>`: only live heap samples at most this old.
+    pub max_age: Option<Duration>,
+    /// `since=<mark>`: only live heap samples born at or after the mark
+    /// (a name given to [`crate::mark`]; checked to exist by the routes).
+    pub since: Option<String>,
+    /// `until=<mark>`: only live heap samples born before the mark.
+    pub until: Option<String>,
     /// `debug=1`: the text form of a profile.
     pub debug: bool,
 }
@@ -44,8 +51,9 @@ impl Query {
     /// # Errors
     ///
     /// A query longer than 1024 bytes, malformed percent-encoding, non-UTF-8
-    /// text, a bad `min_age` or `debug` value, or `seconds` (delta profiles
-    /// are not supported).
+    /// text, a bad `min_age`, `max_age` or `debug` value, `min_age` above
+    /// `max_age`, a `since`/`until` that cannot be a mark name, or
+    /// `seconds` (delta profiles are not supported).
     ///
     /// # Examples
     ///
@@ -56,6 +64,10 @@ impl Query {
     /// assert_eq!(q.min_age, Some(Duration::from_secs(5400)));
     /// assert!(q.debug);
     /// assert!(Query::parse("min_age=-1").is_err());
+    /// let q = Query::parse("min_age=10m&max_age=1h&since=deploy").unwrap();
+    /// assert_eq!(q.max_age, Some(Duration::from_secs(3600)));
+    /// assert_eq!(q.since.as_deref(), Some("deploy"));
+    /// assert!(Query::parse("min_age=1h&max_age=10m").is_err());
     /// ```
     pub fn parse(raw: &str) -> Result<Query, QueryError> {
         if raw.len() > MAX_QUERY_LEN {
@@ -75,6 +87,20 @@ impl Query {
                         .map_err(|e| err(format!("bad min_age {:?}: {e}", short(&v))))?;
                     q.min_age = Some(d);
                 }
+                "max_age" => {
+                    let d = parse_duration(&v)
+                        .map_err(|e| err(format!("bad max_age {:?}: {e}", short(&v))))?;
+                    q.max_age = Some(d);
+                }
+                "since" | "until" => {
+                    crate::marks::validate(&v)
+                        .map_err(|e| err(format!("bad {k} {:?}: {e}", short(&v))))?;
+                    if k == "since" {
+                        q.since = Some(v);
+                    } else {
+                        q.until = Some(v);
+                    }
+                }
                 "debug" => {
                     q.debug = match v.as_str() {
                         "0" | "" => false,
@@ -91,6 +117,15 @@ impl Query {
                 }
                 // Go accepts and ignores unknown parameters (and `gc`).
                 _ => {}
+            }
+        }
+        if let (Some(min), Some(max)) = (q.min_age, q.max_age) {
+            if min > max {
+                return Err(err(format!(
+                    "min_age ({}) is more than max_age ({}): the window [now - max_age, now - min_age] is empty",
+                    crate::format::fmt_duration(min),
+                    crate::format::fmt_duration(max)
+                )));
             }
         }
         Ok(q)
@@ -261,6 +296,22 @@ mod tests {
         let long = "a".repeat(MAX_QUERY_LEN + 1);
         let e = Query::parse(&long).unwrap_err().to_string();
         assert!(e.contains("too long"), "{e}");
+        let q = Query::parse("max_age=1h&min_age=10m&since=deploy&until=v1.2%2B3").unwrap();
+        assert_eq!(q.min_age, Some(Duration::from_secs(600)));
+        assert_eq!(q.max_age, Some(Duration::from_secs(3600)));
+        assert_eq!(q.since.as_deref(), Some("deploy"));
+        assert_eq!(q.until.as_deref(), Some("v1.2+3"));
+        let e = Query::parse("min_age=1h&max_age=10m")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("min_age (1h) is more than max_age (10m)"),
+            "{e}"
+        );
+        assert!(Query::parse("max_age=99999999999").is_err());
+        let e = Query::parse("since=").unwrap_err().to_string();
+        assert_eq!(e, "bad since \"\": a mark name must not be empty");
+        assert!(Query::parse("until=two+words").is_err());
         let e = Query::parse("min_age=banana").unwrap_err().to_string();
         assert_eq!(
             e,

@@ -5,7 +5,6 @@
 #[cfg(feature = "flamegraph")]
 use crate::listener::SVG;
 use crate::listener::{Response, JSON, OCTET_STREAM, TEXT};
-use crate::snapshot::Snapshot;
 use crate::SnapshotOptions;
 
 use super::index::index;
@@ -32,7 +31,8 @@ pub(crate) const ROUTES: [(&str, RouteHandler); 7] = [
 /// `query` is the raw query string without the `?` (may be empty).
 ///
 /// Statuses: `200`; `400` with a one-line reason for a bad query (every
-/// route but `/`, which ignores its query); `404` for an unknown path;
+/// route but `/`, which ignores its query), including a `since`/`until`
+/// mark that is not set and a self-contradictory time window; `404` for an unknown path;
 /// `500` should a rendering fail, `501` for the flame graph without the
 /// `flamegraph` feature. It never panics on any path or query (fuzzed:
 /// `fuzz/fuzz_targets/route.rs`).
@@ -57,12 +57,27 @@ fn parse(query: &str) -> Result<Query, Response> {
     Query::parse(query).map_err(|e| Response::error(400, &e.to_string()))
 }
 
-fn snapshot_for(q: &Query) -> Snapshot {
-    let mut opts = SnapshotOptions::new();
-    if let Some(a) = q.min_age {
-        opts = opts.min_age(a);
-    }
-    crate::snapshot_with(&opts)
+/// A query and the snapshot options of its time window, the marks it
+/// names resolved: a `400` for a mark that is not set, or a
+/// self-contradictory window.
+fn parse_window(query: &str) -> Result<(Query, SnapshotOptions), Response> {
+    let q = parse(query)?;
+    let bad = |e: String| Response::error(400, &e);
+    let mark = |name: &Option<String>| {
+        name.as_deref()
+            .map(crate::marks::find)
+            .transpose()
+            .map_err(|e| bad(e.to_string()))
+    };
+    let opts = SnapshotOptions {
+        min_age: q.min_age,
+        max_age: q.max_age,
+        since: mark(&q.since)?,
+        until: mark(&q.until)?,
+        ..SnapshotOptions::new()
+    };
+    opts.check().map_err(|e| bad(e.to_string()))?;
+    Ok((q, opts))
 }
 
 /// `/metrics`: every leakscope metric in the Prometheus text format.
@@ -99,23 +114,26 @@ pub fn pprof_allocs(query: &str) -> Response {
 }
 
 fn profile(query: &str, allocs: bool) -> Response {
-    let q = match parse(query) {
-        Ok(q) => q,
+    let (q, w) = match parse_window(query) {
+        Ok(qw) => qw,
         Err(r) => return r,
     };
-    let mut opts = if allocs {
-        crate::pprof::ProfileOptions::allocs()
-    } else {
-        crate::pprof::ProfileOptions::heap()
+    let opts = crate::pprof::ProfileOptions {
+        min_age: w.min_age,
+        max_age: w.max_age,
+        since: w.since.clone(),
+        until: w.until.clone(),
+        ..if allocs {
+            crate::pprof::ProfileOptions::allocs()
+        } else {
+            crate::pprof::ProfileOptions::heap()
+        }
     };
-    if let Some(a) = q.min_age {
-        opts = opts.min_age(a);
-    }
     // The snapshot and the encoding are leakscope's memory; only the body
     // is the caller's.
     let body = crate::alloc::as_metadata(|| {
         if q.debug {
-            crate::pprof::text(&snapshot_for(&q), &opts).into_bytes()
+            crate::pprof::text(&crate::snapshot_with(&w), &opts).into_bytes()
         } else {
             // No snapshot: frames are read from the per-stack cache.
             crate::pprof::profile_now(&opts)
@@ -137,42 +155,42 @@ fn profile(query: &str, allocs: bool) -> Response {
 /// Heavy: a full snapshot (every live sample copied, every stack's frames
 /// symbolized) and a flame graph; not for frequent scraping.
 pub fn heap_svg(query: &str) -> Response {
-    let q = match parse(query) {
-        Ok(q) => q,
+    let w = match parse_window(query) {
+        Ok((_, w)) => w,
         Err(r) => return r,
     };
     #[cfg(feature = "flamegraph")]
     {
-        match crate::flamegraph::heap_svg(&snapshot_for(&q)) {
+        match crate::flamegraph::heap_svg(&crate::snapshot_with(&w)) {
             Ok(svg) => Response::ok(SVG, svg),
             Err(e) => Response::error(500, &format!("flame graph failed: {e}")),
         }
     }
     #[cfg(not(feature = "flamegraph"))]
     {
-        let _ = q;
+        let _ = w;
         Response::error(501, "built without the flamegraph feature")
     }
 }
 
-/// `/debug/leaks`: the text leak report ([`Snapshot`]'s `Display`).
+/// `/debug/leaks`: the text leak report ([`Snapshot`](crate::Snapshot)'s `Display`).
 pub fn leaks(query: &str) -> Response {
-    match parse(query) {
-        Ok(q) => Response::ok(TEXT, snapshot_for(&q).to_string()),
+    match parse_window(query) {
+        Ok((_, w)) => Response::ok(TEXT, crate::snapshot_with(&w).to_string()),
         Err(r) => r,
     }
 }
 
-/// `/debug/leaks.json`: the whole [`Snapshot`] as JSON.
+/// `/debug/leaks.json`: the whole [`Snapshot`](crate::Snapshot) as JSON.
 ///
 /// Heavy: a full snapshot and a body of every site with all its frames
 /// (megabytes on a big service); not for frequent scraping.
 pub fn leaks_json(query: &str) -> Response {
-    let q = match parse(query) {
-        Ok(q) => q,
+    let w = match parse_window(query) {
+        Ok((_, w)) => w,
         Err(r) => return r,
     };
-    match serde_json::to_vec_pretty(&snapshot_for(&q)) {
+    match serde_json::to_vec_pretty(&crate::snapshot_with(&w)) {
         Ok(mut body) => {
             body.push(b'\n');
             Response::ok(JSON, body)
