@@ -126,6 +126,19 @@ fn lock() -> MutexGuard<'static, Table> {
     TABLE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+static FORK: crate::alloc::ForkGuard<Table> = crate::alloc::ForkGuard::new();
+
+/// Locks the marks table for a `fork()` (prepare handler; its place in the
+/// lock order is in `alloc/fork.rs`).
+pub(crate) fn fork_prepare() {
+    FORK.hold(&TABLE);
+}
+
+/// Unlocks it after the `fork()` (parent and child).
+pub(crate) fn fork_release() {
+    FORK.release();
+}
+
 /// Checks that `name` can be a mark (see the module docs).
 ///
 /// # Errors

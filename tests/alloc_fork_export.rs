@@ -1,6 +1,6 @@
 //! A child forked while the parent's threads snapshot and export (the
 //! per-site history, the Prometheus exporter's state, the pprof build-id
-//! cache, the symbol cache, the sample tables) must be able to snapshot
+//! cache, the marks table, the symbol cache, the sample tables) must be able to snapshot
 //! and render on its own: none of those locks may stay held in it (a child
 //! that keeps serving `/metrics` after a fork taken mid-snapshot would
 //! hang). Each child snapshots, renders Prometheus text and a pprof heap
@@ -21,6 +21,9 @@ static ALLOC: leakscope::TrackingAllocator = leakscope::TrackingAllocator::syste
 struct Conn(#[allow(dead_code)] u64);
 
 fn export() {
+    // The marks table is one of the locks a fork must not leave held.
+    leakscope::mark("fork-export").expect("a valid mark name");
+    black_box(leakscope::marks::marks());
     let snap = leakscope::snapshot();
     black_box(leakscope::prometheus::render(&snap));
     black_box(leakscope::pprof::heap_profile());

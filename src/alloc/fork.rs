@@ -34,7 +34,9 @@
 //!    allocate (a sampled allocation takes the tables, 6 below);
 //! 3. the Prometheus exporter's state (`prometheus/build.rs`, with the
 //!    `prometheus` feature);
-//! 4. the pprof build-id cache (`pprof/mapping.rs`).
+//! 4. the pprof build-id cache (`pprof/mapping.rs`), then the marks table
+//!    (`marks.rs`), whose holders only copy fixed slots: no allocation, no
+//!    other lock.
 //!
 //!    2 to 4 are the snapshot/export path's locks. Their holders take no
 //!    other lock of this list, except the sample tables (5 and 6 are below
@@ -107,6 +109,7 @@ extern "C" fn prepare() {
     #[cfg(feature = "prometheus")]
     crate::prometheus::fork_prepare();
     crate::pprof::fork_prepare();
+    crate::marks::fork_prepare();
     // The symbol cache is the symbolizer's mutex: taken once.
     let symbols = stack::lock_cache();
     let tables = table::lock();
@@ -126,6 +129,7 @@ fn unlock() {
         drop(tables);
         drop(symbols);
     }
+    crate::marks::fork_release();
     crate::pprof::fork_release();
     #[cfg(feature = "prometheus")]
     crate::prometheus::fork_release();
