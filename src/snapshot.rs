@@ -87,6 +87,9 @@ pub struct Snapshot {
     pub heap: HeapSnapshot,
     /// Tracked-object sites (`track!` / `track_arc!`), oldest live first.
     pub objects: Vec<ObjectSite>,
+    /// The process's memory from RSS down ([`crate::memory()`]), read when
+    /// the snapshot was taken; `None` in a snapshot built by hand.
+    pub memory: Option<crate::memory::Memory>,
 }
 
 /// The heap part of a [`Snapshot`].
@@ -454,5 +457,6 @@ pub fn snapshot_with(opts: &SnapshotOptions) -> Snapshot {
         taken_at_ns: now,
         heap,
         objects,
+        memory: Some(crate::memory::memory()),
     }
 }

@@ -61,8 +61,12 @@ pub(crate) fn render_both_paths() -> (String, String) {
         let limits = Limits::default();
         let mut full = String::with_capacity(1 << 20);
         let mut light = String::with_capacity(1 << 20);
-        full.push_str(&render_with(&crate::snapshot(), &limits));
-        light.push_str(&render_with(&crate::snapshot::metrics_snapshot(), &limits));
+        let full_snap = crate::snapshot();
+        let mut light_snap = crate::snapshot::metrics_snapshot();
+        // RSS moves between two reads: both render the first one's.
+        light_snap.memory.clone_from(&full_snap.memory);
+        full.push_str(&render_with(&full_snap, &limits));
+        light.push_str(&render_with(&light_snap, &limits));
         (full, light)
     })
 }

@@ -10,7 +10,7 @@ pub fn index() -> Response {
     let mut html = String::from(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>leakscope</title></head><body>\n<h1>leakscope</h1>\n<ul>\n",
     );
-    let items: [(&str, &str); 9] = [
+    let items: [(&str, &str); 11] = [
         ("/metrics", "Prometheus metrics"),
         ("/debug/pprof/heap", "heap profile (go tool pprof)"),
         ("/debug/pprof/heap?debug=1", "heap profile, text"),
@@ -26,6 +26,8 @@ pub fn index() -> Response {
             "leak report, heap live for an hour or more",
         ),
         ("/debug/leaks.json", "leak report, JSON"),
+        ("/debug/memory", "where the memory is: RSS by part"),
+        ("/debug/memory.json", "where the memory is, JSON"),
     ];
     for (href, what) in items {
         let _ = writeln!(html, "<li><a href=\"{href}\">{href}</a>: {what}</li>");
