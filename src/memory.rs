@@ -23,8 +23,10 @@
 //!    fixed tables and counter pool, what it allocated under its guard
 //!    including the symbolizer, and the unwinder's mappings), with one
 //!    difference: the fixed tables (about 8 MiB of zero-initialised
-//!    statics) count by their resident pages (`mincore`), not their size,
-//!    since a table page is resident only once a sample touched it.
+//!    statics) count by their resident pages, not their size, since a
+//!    table page is resident only once it was written (pages that were
+//!    only read map the kernel's zero page, which RSS does not count:
+//!    `/proc/self/pagemap` tells them apart, `mincore` does not).
 //! 4. **allocator**: the inner allocator's overhead, what it holds beyond
 //!    what it handed out ([`InnerAllocatorStats::held_bytes`] minus
 //!    [`InnerAllocatorStats::in_use_bytes`]): free chunks kept for reuse,
@@ -38,9 +40,11 @@
 //!
 //! Each part but the last is a *claim* (the reading behind it is kept in
 //! the `*_claim` fields) and may not be resident: a `Vec` reserved and
-//! never written, an allocator's free pages it has already returned with `madvise`. So the
-//! parts are taken in the order above, each cut to what is left of RSS;
-//! what is cut is counted in [`Memory::overcount_bytes`] and explained in
+//! never written, an allocator's free pages it has already returned with
+//! `madvise`, a size the reader estimated. All four are private anonymous
+//! memory, so they are taken, in the order above, from the anonymous part
+//! of RSS (`RssAnon`), each cut to what is left of it; the file-backed and
+//! shared parts are always unattributed. What is cut is counted in [`Memory::overcount_bytes`] and explained in
 //! the report, never shown as a negative unattributed part. Unattributed is
 //! the rest, so the parts sum to RSS exactly.
 //!
@@ -112,16 +116,17 @@ pub struct Memory {
     pub leakscope_bytes: u64,
     /// Part 4: the inner allocator's overhead (cut to what RSS has left).
     pub allocator_bytes: u64,
-    /// Part 5: RSS minus parts 1 to 4.
+    /// Part 5: RSS minus parts 1 to 4 (so at least the file-backed and
+    /// shared parts).
     pub unattributed_bytes: u64,
     /// Of `unattributed_bytes`: bytes `malloc` has handed out that are not
     /// the Rust heap's nor leakscope's (C code calling `malloc`, and
     /// malloc's per-block headers and rounding of the Rust heap), when the
     /// system `malloc` can be read (glibc); else 0.
     pub unattributed_malloc_bytes: u64,
-    /// Claims that did not fit in RSS (counted but not resident: memory
-    /// allocated and never written, allocator pages returned to the
-    /// system). 0 when every claim fit.
+    /// Claims that did not fit in the anonymous part of RSS (counted but
+    /// not resident: memory allocated and never written, allocator pages
+    /// returned to the system, estimates). 0 when every claim fit.
     pub overcount_bytes: u64,
 
     /// Resident bytes of the thread stacks found (the claim behind part 1).
@@ -331,7 +336,15 @@ fn read() -> Memory {
 impl Memory {
     /// Cuts the claims to RSS in order and makes unattributed the rest.
     fn split(&mut self, malloc_outside: u64) {
-        let mut left = self.rss_bytes;
+        // Every claim is private anonymous memory (malloc'd, mmapped
+        // anonymously, stacks): the claims share RssAnon, not RSS, so the
+        // file-backed and shared parts always stay unattributed.
+        let anon = if self.rss_anon_bytes > 0 {
+            self.rss_anon_bytes.min(self.rss_bytes)
+        } else {
+            self.rss_bytes
+        };
+        let mut left = anon;
         let mut over = 0u64;
         let mut take = |claim: u64| {
             let t = claim.min(left);
@@ -344,7 +357,8 @@ impl Memory {
         self.leakscope_bytes = take(self.leakscope_claim);
         self.allocator_bytes = take(self.allocator_claim);
         self.overcount_bytes = over;
-        self.unattributed_bytes = left;
+        self.unattributed_bytes = self.rss_bytes - (anon - left);
+        // C code's malloc is anonymous memory too.
         self.unattributed_malloc_bytes = malloc_outside.min(left);
     }
 
@@ -437,13 +451,13 @@ impl fmt::Display for Memory {
         row(f, "unattributed", self.unattributed_bytes, malloc_note)?;
         writeln!(
             f,
-            "  unattributed is usually: code and libraries mapped from files ({} file-backed), C code calling malloc directly, mmaps, allocator headers and rounding",
-            fmt_bytes(self.rss_file_bytes)
+            "  unattributed is usually: code and data mapped from files (the binary, libraries: {} file-backed), C code calling malloc directly, anonymous mmaps, allocator headers and rounding",
+            fmt_bytes(self.rss_file_bytes + self.rss_shmem_bytes)
         )?;
         if self.overcount_bytes > 0 {
             writeln!(
                 f,
-                "  counted but not resident: {} (allocated and never written, pages returned to the system); cut from the parts above",
+                "  claimed but not resident: {} (allocated and never written, pages returned to the system, estimates); cut from the parts above, last first",
                 fmt_bytes(self.overcount_bytes)
             )?;
         }
@@ -463,7 +477,7 @@ fn leakscope_resident(metadata_bytes: u64) -> u64 {
         // counts when resident: at most two pages per table).
         let lo = start / page * page;
         let hi = (start + len).div_ceil(page) * page;
-        resident += resident_bytes(lo, hi).min(len as u64);
+        resident += private_resident_bytes(lo, hi).min(len as u64);
     }
     metadata_bytes.saturating_sub(full) + resident
 }
@@ -667,6 +681,41 @@ fn resident_bytes(start: usize, end: usize) -> u64 {
     resident
 }
 
+/// Resident bytes of `[start, end)` (page aligned) that are this
+/// process's own pages: present and mapped exclusively
+/// (`/proc/self/pagemap` bits 63 and 56). Unlike `mincore`, a page of a
+/// zero-initialised static that was only *read* (mapped to the kernel's
+/// shared zero page, not counted in RSS) does not count. Falls back to
+/// `mincore` without pagemap.
+fn private_resident_bytes(start: usize, end: usize) -> u64 {
+    use std::os::unix::fs::FileExt as _;
+    let page = page_size();
+    if page == 0 || start % page != 0 || end <= start {
+        return 0;
+    }
+    let Ok(file) = std::fs::File::open("/proc/self/pagemap") else {
+        return resident_bytes(start, end);
+    };
+    let mut buf = [0u8; 4096];
+    let mut resident = 0u64;
+    let mut at = start / page;
+    let last = end / page;
+    while at < last {
+        let n = (last - at).min(buf.len() / 8);
+        let Ok(()) = file.read_exact_at(&mut buf[..n * 8], (at * 8) as u64) else {
+            return resident_bytes(start, end);
+        };
+        for e in buf[..n * 8].chunks_exact(8) {
+            let v = u64::from_ne_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
+            if v >> 63 & 1 == 1 && v >> 56 & 1 == 1 {
+                resident += page as u64;
+            }
+        }
+        at += n;
+    }
+    resident
+}
+
 fn page_size() -> usize {
     static PAGE: AtomicUsize = AtomicUsize::new(0);
     let p = PAGE.load(Ordering::Relaxed);
@@ -760,6 +809,7 @@ mod tests {
     fn claims_are_cut_in_order_and_sum_to_rss() {
         let mut m = Memory {
             rss_bytes: 100,
+            rss_anon_bytes: 100,
             thread_stacks_claim: 10,
             heap_claim: 50,
             leakscope_claim: 30,
@@ -782,9 +832,21 @@ mod tests {
         assert_eq!(m.parts().iter().map(|p| p.1).sum::<u64>(), 100);
 
         m.rss_bytes = 1000;
+        m.rss_anon_bytes = 1000;
         m.split(500);
         assert_eq!((m.unattributed_bytes, m.overcount_bytes), (890, 0));
         assert_eq!(m.unattributed_malloc_bytes, 500);
+
+        // The claims share the anonymous part only: files stay unattributed.
+        m.rss_anon_bytes = 100;
+        m.split(500);
+        assert_eq!(m.unattributed_bytes, 900);
+        assert_eq!((m.allocator_bytes, m.overcount_bytes), (10, 10));
+        assert_eq!(
+            m.unattributed_malloc_bytes, 0,
+            "no anonymous memory left for it"
+        );
+        assert_eq!(m.parts().iter().map(|p| p.1).sum::<u64>(), 1000);
     }
 
     #[test]

@@ -72,14 +72,22 @@ fn rate_limit_caps_failures_and_atomic_writes() {
     let s = d.stats();
     assert_eq!((s.written, s.suppressed), (1, 1), "suppressed once: {s:?}");
     advance_clock(Duration::from_secs(600));
-    assert_eq!(d.check_now(), [rule::SIGNAL], "the pending signal, now allowed");
+    assert_eq!(
+        d.check_now(),
+        [rule::SIGNAL],
+        "the pending signal, now allowed"
+    );
     assert_eq!(d.stats().written, 2);
     assert!(d.check_now().is_empty());
     signal();
     advance_clock(Duration::from_secs(600));
     d.check_now();
     let s = d.stats();
-    assert_eq!((s.written, s.suppressed), (2, 2), "2 within the hour: {s:?}");
+    assert_eq!(
+        (s.written, s.suppressed),
+        (2, 2),
+        "2 within the hour: {s:?}"
+    );
     advance_clock(Duration::from_secs(3600));
     d.check_now();
     assert_eq!(d.stats().written, 3, "a new hour");
@@ -106,7 +114,12 @@ fn rate_limit_caps_failures_and_atomic_writes() {
     }
     let files = dump_files(&dir);
     assert_eq!(files.len(), 8, "{files:?}");
-    assert!(files.iter().all(|f| f.starts_with(&stems[2]) || f.starts_with(&stems[3])), "{files:?} {stems:?}");
+    assert!(
+        files
+            .iter()
+            .all(|f| f.starts_with(&stems[2]) || f.starts_with(&stems[3])),
+        "{files:?} {stems:?}"
+    );
     let s = d.stats();
     assert_eq!((s.written, s.removed_files), (4, 8), "{s:?}");
     drop(d);
@@ -131,7 +144,13 @@ fn rate_limit_caps_failures_and_atomic_writes() {
     let files = dump_files(&dir);
     assert_eq!(files.len(), 5, "{files:?}");
     assert!(files.contains(&"notes.txt".to_string()));
-    assert!(files.iter().filter(|f| f.starts_with("leakscope-")).all(|f| f.contains("-000003-")), "{files:?}");
+    assert!(
+        files
+            .iter()
+            .filter(|f| f.starts_with("leakscope-"))
+            .all(|f| f.contains("-000003-")),
+        "{files:?}"
+    );
     drop(d);
 
     // Unwritable: the directory's parent is a regular file (root too
@@ -151,7 +170,12 @@ fn rate_limit_caps_failures_and_atomic_writes() {
     }
     let s = d.stats();
     assert_eq!((s.written, s.failed), (0, 3), "{s:?}");
-    assert!(s.last_error.as_deref().is_some_and(|e| e.contains("a-file")), "{s:?}");
+    assert!(
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("a-file")),
+        "{s:?}"
+    );
     drop(d);
 
     // Atomic: a reader polling the directory while a background dumper
@@ -191,7 +215,7 @@ fn rate_limit_caps_failures_and_atomic_writes() {
         })
     };
     let mut written = 0;
-    while written < 20 {
+    while written < 40 {
         signal();
         std::thread::sleep(Duration::from_millis(2));
         written = d.stats().written;
@@ -201,6 +225,9 @@ fn rate_limit_caps_failures_and_atomic_writes() {
     assert!(read > 0, "the reader read whole dumps");
     drop(d);
     let left = dump_files(&dir);
-    assert!(left.iter().all(|f| f.starts_with("leakscope-")), "no temporary left: {left:?}");
+    assert!(
+        left.iter().all(|f| f.starts_with("leakscope-")),
+        "no temporary left: {left:?}"
+    );
     assert_eq!(left.len(), 12, "{left:?}");
 }

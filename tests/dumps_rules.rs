@@ -74,7 +74,10 @@ fn each_rule_fires_once_per_condition() {
         assert!(stem.ends_with("-heap_above"), "{stem}");
         // leakscope-YYYYMMDDTHHMMSSZ-seq-rule
         let stamp = &stem["leakscope-".len()..][..16];
-        assert!(stamp.as_bytes()[8] == b'T' && stamp.ends_with('Z'), "{stem}");
+        assert!(
+            stamp.as_bytes()[8] == b'T' && stamp.ends_with('Z'),
+            "{stem}"
+        );
         for ext in ["heap.pb.gz", "leaks.pb.gz", "txt", "json"] {
             let f = dir.join(format!("{stem}.{ext}"));
             assert!(f.metadata().unwrap().len() > 0, "{f:?}");
@@ -143,7 +146,9 @@ fn each_rule_fires_once_per_condition() {
 
     // signal: each SIGUSR2 asks for one dump; two before a check, one dump.
     let dir = tmp.path().join("signal");
-    let d = no_limits(Dumper::builder(&dir).on_signal()).start().unwrap();
+    let d = no_limits(Dumper::builder(&dir).on_signal())
+        .start()
+        .unwrap();
     assert!(d.check_now().is_empty());
     // SAFETY: raise has no preconditions; the dumper's handler only sets
     // a flag.
