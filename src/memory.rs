@@ -434,7 +434,7 @@ impl fmt::Display for Memory {
             "thread stacks",
             self.thread_stacks_bytes,
             format!(
-                "  resident, {} threads ({} stacks mapped: {})",
+                "  resident, {} thread(s) ({} stacks mapped: {})",
                 self.threads,
                 self.thread_stacks,
                 fmt_bytes(self.thread_stacks_mapped_bytes)
