@@ -657,7 +657,7 @@ fn read_stacks() -> Stacks {
 /// chunks of a stack buffer's worth of pages.
 fn resident_bytes(start: usize, end: usize) -> u64 {
     let page = page_size();
-    if page == 0 || start % page != 0 || end <= start {
+    if page == 0 || !start.is_multiple_of(page) || end <= start {
         return 0;
     }
     let mut vec = [0u8; 4096];
@@ -690,7 +690,7 @@ fn resident_bytes(start: usize, end: usize) -> u64 {
 fn private_resident_bytes(start: usize, end: usize) -> u64 {
     use std::os::unix::fs::FileExt as _;
     let page = page_size();
-    if page == 0 || start % page != 0 || end <= start {
+    if page == 0 || !start.is_multiple_of(page) || end <= start {
         return 0;
     }
     let Ok(file) = std::fs::File::open("/proc/self/pagemap") else {
