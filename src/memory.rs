@@ -9,8 +9,9 @@
 //!
 //! 1. **thread stacks**: the *resident* pages of the threads' stacks
 //!    (`mincore(2)` over the main `[stack]` mapping and every anonymous
-//!    read-write mapping that sits right above a `---p` guard page, which
-//!    is how glibc maps a thread's stack and Rust std a signal stack). A
+//!    read-write mapping that sits right above a `---p` guard of at most
+//!    64 KiB, which is how glibc maps a thread's stack and Rust std a
+//!    signal stack; a longer `---p` run is a glibc arena's reserved tail). A
 //!    thread reserves 2 MiB (Rust's default) to 8 MiB (the main thread's
 //!    `RLIMIT_STACK`) but touches only what it uses: threads x stack size
 //!    ([`Memory::thread_stacks_mapped_bytes`], the mapped size of those
@@ -602,6 +603,9 @@ fn hex(s: &[u8]) -> Option<usize> {
     })
 }
 
+/// The largest `---p` mapping taken for a stack's guard.
+const MAX_GUARD: usize = 64 * 1024;
+
 /// Finds the thread stacks in `/proc/self/maps` (streamed through a stack
 /// buffer, line by line) and counts their resident pages.
 fn read_stacks() -> Stacks {
@@ -623,10 +627,15 @@ fn read_stacks() -> Stacks {
         let mut start = 0;
         while let Some(nl) = buf[start..end].iter().position(|&b| b == b'\n') {
             if let Some(line) = parse_map_line(&buf[start..start + nl]) {
+                // A guard is a page or a few (glibc: one page, or
+                // `pthread_attr_setguardsize`); a long `---p` run is the
+                // reserved tail of a glibc arena, and what follows it
+                // another arena, not a stack.
                 let thread_stack = line.rw_private
                     && line.anonymous
                     && prev.guard
                     && prev.anonymous
+                    && prev.end - prev.start <= MAX_GUARD
                     && prev.end == line.start;
                 if line.main_stack || thread_stack {
                     out.count += 1;
