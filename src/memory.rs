@@ -606,6 +606,20 @@ fn hex(s: &[u8]) -> Option<usize> {
 /// The largest `---p` mapping taken for a stack's guard.
 const MAX_GUARD: usize = 64 * 1024;
 
+/// Whether `line`, right after `prev` in `/proc/self/maps`, is a thread's
+/// (or a signal) stack: anonymous `rw-p` just above an anonymous `---p`
+/// guard. A guard is a page or a few (glibc: one page, or
+/// `pthread_attr_setguardsize`); a long `---p` run is the reserved tail of
+/// a glibc arena, and what follows it another arena, not a stack.
+fn is_thread_stack(prev: &MapLine, line: &MapLine) -> bool {
+    line.rw_private
+        && line.anonymous
+        && prev.guard
+        && prev.anonymous
+        && prev.end - prev.start <= MAX_GUARD
+        && prev.end == line.start
+}
+
 /// Finds the thread stacks in `/proc/self/maps` (streamed through a stack
 /// buffer, line by line) and counts their resident pages.
 fn read_stacks() -> Stacks {
@@ -627,16 +641,7 @@ fn read_stacks() -> Stacks {
         let mut start = 0;
         while let Some(nl) = buf[start..end].iter().position(|&b| b == b'\n') {
             if let Some(line) = parse_map_line(&buf[start..start + nl]) {
-                // A guard is a page or a few (glibc: one page, or
-                // `pthread_attr_setguardsize`); a long `---p` run is the
-                // reserved tail of a glibc arena, and what follows it
-                // another arena, not a stack.
-                let thread_stack = line.rw_private
-                    && line.anonymous
-                    && prev.guard
-                    && prev.anonymous
-                    && prev.end - prev.start <= MAX_GUARD
-                    && prev.end == line.start;
+                let thread_stack = is_thread_stack(&prev, &line);
                 if line.main_stack || thread_stack {
                     out.count += 1;
                     out.mapped += (line.end - line.start) as u64;
@@ -812,6 +817,23 @@ mod tests {
         let l = parse_map_line(b"55d0-55e0 r-xp 00001000 08:01 1234 /usr/bin/x").unwrap();
         assert!(!l.anonymous && !l.rw_private && !l.guard);
         assert!(parse_map_line(b"garbage").is_none());
+    }
+
+    #[test]
+    fn stacks_sit_above_small_guards_only() {
+        let l = |t: &[u8]| parse_map_line(t).unwrap();
+        let guard = l(b"7f0000000000-7f0000001000 ---p 00000000 00:00 0");
+        let stack = l(b"7f0000001000-7f0000201000 rw-p 00000000 00:00 0");
+        assert!(is_thread_stack(&guard, &stack));
+        // A glibc arena's reserved tail (60 MiB), then the next arena.
+        let tail = l(b"7f0004000000-7f0007c00000 ---p 00000000 00:00 0");
+        let arena = l(b"7f0007c00000-7f0007e00000 rw-p 00000000 00:00 0");
+        assert!(!is_thread_stack(&tail, &arena));
+        // Not adjacent, or a file mapping: not a stack either.
+        let apart = l(b"7f0000002000-7f0000202000 rw-p 00000000 00:00 0");
+        assert!(!is_thread_stack(&guard, &apart));
+        let file = l(b"7f0000001000-7f0000201000 rw-p 00000000 08:01 99 /x");
+        assert!(!is_thread_stack(&guard, &file));
     }
 
     #[test]
