@@ -3,6 +3,8 @@
 //! written. Driven by `SIGUSR2` and `Dumper::check_now` on leakscope's
 //! controlled clock; one test, since the signal is process-wide.
 
+#![cfg(feature = "dumps")]
+
 use std::io::Read as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,6 +4,8 @@
 //! controlled clock; one test, since the rules read process-wide state
 //! (the heap, RSS, `SIGUSR2`).
 
+#![cfg(feature = "dumps")]
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
