@@ -8,6 +8,7 @@
 
 use std::hint::black_box;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use leakscope::Memory;
 
@@ -138,6 +139,8 @@ fn breakdown_sums_to_rss_and_parts_move_with_their_cause() {
         })
         .unwrap();
     ready_rx.recv().unwrap();
+    // The stack scan is reused for 10 s of leakscope's clock.
+    leakscope::testing::advance_clock(Duration::from_secs(11));
     let after = read();
     assert!(
         after.thread_stacks > before.thread_stacks,

@@ -31,9 +31,15 @@ fn jemalloc_numbers_and_the_heap_part() {
     // jemalloc counts the block (its size class) as allocated.
     assert!(inner2.in_use_bytes - inner.in_use_bytes >= SIZE as u64);
     let heap = after.heap_bytes as i64 - before.heap_bytes as i64;
-    assert!((heap - SIZE as i64).unsigned_abs() < 2 << 20, "heap moved {heap}\n{before}{after}");
+    assert!(
+        (heap - SIZE as i64).unsigned_abs() < 2 << 20,
+        "heap moved {heap}\n{before}{after}"
+    );
     let alloc = after.allocator_bytes as i64 - before.allocator_bytes as i64;
-    assert!(alloc.unsigned_abs() < 4 << 20, "allocator part moved {alloc}\n{before}{after}");
+    assert!(
+        alloc.unsigned_abs() < 4 << 20,
+        "allocator part moved {alloc}\n{before}{after}"
+    );
     assert_eq!(
         after.parts().iter().map(|p| p.1).sum::<u64>(),
         after.rss_bytes
