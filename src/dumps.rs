@@ -233,6 +233,7 @@ impl DumperBuilder {
             removed: AtomicU64::new(0),
             checks: AtomicU64::new(0),
             logged: AtomicBool::new(false),
+            last_error: Mutex::new(None),
         });
         let thread = if inner.cfg.manual {
             None
@@ -322,10 +323,15 @@ impl Dumper {
         crate::alloc::as_metadata(|| self.inner.check())
     }
 
-    /// Counts so far.
+    /// Counts so far. Never waits for a check or dump in progress.
     pub fn stats(&self) -> DumperStats {
         let i = &self.inner;
-        let last_error = crate::alloc::as_metadata(|| i.lock().last_error.clone());
+        let last_error = crate::alloc::as_metadata(|| {
+            i.last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        });
         DumperStats {
             checks: i.checks.load(Ordering::Relaxed),
             written: i.written.load(Ordering::Relaxed),
@@ -357,6 +363,13 @@ impl Dumper {
         }
         // What the checks allocated (under the guard) is freed under it.
         drop(core::mem::take(&mut *self.inner.lock()));
+        drop(
+            self.inner
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 }
 
@@ -378,6 +391,8 @@ struct Inner {
     removed: AtomicU64,
     checks: AtomicU64,
     logged: AtomicBool,
+    /// Apart from `state`, so [`Dumper::stats`] never waits for a dump.
+    last_error: Mutex<Option<String>>,
 }
 
 /// One rule's edge state.
@@ -409,7 +424,6 @@ struct State {
     /// Times of the dumps within the last hour.
     recent: VecDeque<u64>,
     seq: u64,
-    last_error: Option<String>,
 }
 
 impl Inner {
@@ -496,7 +510,10 @@ impl Inner {
                 if !self.logged.swap(true, Ordering::Relaxed) {
                     eprintln!("leakscope: {msg} (further failures are counted in DumperStats, not printed)");
                 }
-                st.last_error = Some(msg);
+                *self
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(msg);
             }
         }
         names

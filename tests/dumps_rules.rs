@@ -164,9 +164,8 @@ fn each_rule_fires_once_per_condition() {
     assert_eq!(d.check_now(), [rule::SIGNAL]);
     assert_eq!(d.stats().written, 2);
     drop(d);
-    // Stopped: its handler is gone, so no other handler is needed to
-    // survive a later signal... but the default action would kill the
-    // process, so none is raised here.
+    // Its handler is gone with it: no signal is raised again until another
+    // dumper registers one (the default action would end the process).
 
     // Rules that fire at the same check share one dump.
     let dir = tmp.path().join("both");
@@ -188,8 +187,6 @@ fn each_rule_fires_once_per_condition() {
     // The checks' and dumps' memory is leakscope's: dumping does not move
     // the application's live bytes.
     let before = leakscope::heap_stats().live_bytes;
-    // SAFETY: as above (the dumper `d` has no signal rule, but one below
-    // does).
     let s = no_limits(Dumper::builder(tmp.path().join("acct")).on_signal())
         .start()
         .unwrap();
