@@ -17,7 +17,7 @@ struct Head {
     known: Option<u8>,
 }
 
-const ROUTES: [&str; 7] = [
+const ROUTES: [&str; 9] = [
     "/",
     "/metrics",
     "/debug/pprof/heap",
@@ -25,6 +25,8 @@ const ROUTES: [&str; 7] = [
     "/debug/pprof/heap.svg",
     "/debug/leaks",
     "/debug/leaks.json",
+    "/debug/memory",
+    "/debug/memory.json",
 ];
 
 fuzz_target!(|h: Head| {
