@@ -206,10 +206,22 @@ impl DumperBuilder {
         self
     }
 
-    /// Starts the dumper (its thread, its signal handler). Errors: the
-    /// signal handler could not be installed, the thread not spawned. The
+    /// Starts the dumper (its thread, its signal handler). Errors: no rule
+    /// is set, the signal handler could not be installed, the thread could
+    /// not be spawned. The
     /// directory is created at the first dump (a failure then is counted).
     pub fn start(self) -> io::Result<Dumper> {
+        let any_rule = self.heap_above.is_some()
+            || self.rss_above.is_some()
+            || self.growth.is_some()
+            || self.suspected
+            || self.signal;
+        if !any_rule {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "leakscope dumper: no rule set (heap_above, rss_above, heap_growth, on_suspected_leak, on_signal)",
+            ));
+        }
         let signal_flag = Arc::new(AtomicBool::new(false));
         let sig_id = if self.signal {
             // The registry's memory is leakscope's (freed under the guard
@@ -682,6 +694,12 @@ fn utc_stamp(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dumper_without_rules_is_refused() {
+        let e = Dumper::builder("unused").manual().start().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
 
     #[test]
     fn utc_stamps() {

@@ -84,8 +84,7 @@
 //! never on the allocation path.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::RwLock;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -263,7 +262,10 @@ impl InnerAllocator for Jemalloc {
     }
 }
 
-static INNER: RwLock<Option<&'static dyn InnerAllocator>> = RwLock::new(None);
+/// The chosen inner allocator: a leaked `&'static dyn InnerAllocator`
+/// (null: [`SystemMalloc`]). An atomic rather than a lock, so a reading in
+/// a forked child never waits for a lock a vanished thread held.
+static INNER: AtomicPtr<&'static dyn InnerAllocator> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Chooses how [`memory()`] reads the inner allocator (by default
 /// [`SystemMalloc`]).
@@ -271,9 +273,15 @@ static INNER: RwLock<Option<&'static dyn InnerAllocator>> = RwLock::new(None);
 /// ```
 /// leakscope::memory::set_inner_allocator(&leakscope::memory::SystemMalloc);
 /// ```
+///
+/// Each call keeps one 16-byte cell for the rest of the process (the
+/// reference, boxed so it fits an atomic pointer), as leakscope's metadata.
 pub fn set_inner_allocator(inner: &'static dyn InnerAllocator) {
-    let mut g = INNER.write().unwrap_or_else(|e| e.into_inner());
-    *g = Some(inner);
+    let cell: &'static mut &'static dyn InnerAllocator = {
+        let _g = crate::alloc::guard::Guard::enter();
+        Box::leak(Box::new(inner))
+    };
+    INNER.store(cell, Ordering::Release);
 }
 
 /// Reads the process's memory and breaks it down (see the
@@ -299,12 +307,13 @@ fn read() -> Memory {
     let status = read_status();
     let stacks = stacks_cached();
     let stats = crate::heap_stats();
-    let inner = {
-        let g = INNER.read().unwrap_or_else(|e| e.into_inner());
-        match *g {
-            Some(i) => i.stats(),
-            None => SystemMalloc.stats(),
-        }
+    let cell = INNER.load(Ordering::Acquire);
+    let inner = if cell.is_null() {
+        SystemMalloc.stats()
+    } else {
+        // SAFETY: a non-null `INNER` is a leaked box from
+        // `set_inner_allocator`, never freed.
+        unsafe { *cell }.stats()
     };
     // C code's malloc, as far as glibc's malloc can tell.
     let malloc_outside = match &inner {
