@@ -45,9 +45,10 @@
 //! `madvise`, a size the reader estimated. All four are private anonymous
 //! memory, so they are taken, in the order above, from the anonymous part
 //! of RSS (`RssAnon`), each cut to what is left of it; the file-backed and
-//! shared parts are always unattributed. What is cut is counted in [`Memory::overcount_bytes`] and explained in
-//! the report, never shown as a negative unattributed part. Unattributed is
-//! the rest, so the parts sum to RSS exactly.
+//! shared parts are always unattributed. What is cut is counted in
+//! [`Memory::overcount_bytes`] and explained in the report, never shown as
+//! a negative unattributed part. Unattributed is the rest, so the parts sum
+//! to RSS exactly.
 //!
 //! # The inner allocator
 //!
@@ -72,15 +73,15 @@
 //!
 //! No symbolization, no walk of leakscope's tables: `/proc/self/status`
 //! read into a fixed buffer on the stack, the fixed tables' entries of
-//! `/proc/self/pagemap`, `mallinfo2`
-//! (which walks glibc's free lists under its arena locks: microseconds on a
-//! small heap, more on a very fragmented one) and the allocator totals:
-//! 40 to 90 µs in a process of 17 threads. The thread-stack scan (`/proc/self/maps` streamed line by
-//! line through a stack buffer, one `mincore` per stack: about 250 µs with
-//! 17 threads, more with more) is reused for 10 s of leakscope's clock, so
-//! the stack part may be that old. It
-//! runs under leakscope's re-entrancy guard, so whatever an
-//! [`InnerAllocator`] implementation allocates is leakscope's memory, and
+//! `/proc/self/pagemap`, `mallinfo2` (which walks glibc's free lists under
+//! its arena locks: microseconds on a small heap, more on a very fragmented
+//! one) and the allocator totals: 40 to 90 µs in a process of 17 threads.
+//! The thread-stack scan (`/proc/self/maps` streamed line by line through a
+//! stack buffer, one `mincore` per stack: about 250 µs with 17 threads,
+//! more with more) is reused for 10 s of leakscope's clock, so the stack
+//! part may be that old. It runs under leakscope's re-entrancy guard, so
+//! whatever an [`InnerAllocator`] implementation allocates is leakscope's
+//! memory, and
 //! never on the allocation path.
 
 use core::fmt;
