@@ -81,8 +81,7 @@
 //! more with more) is reused for 10 s of leakscope's clock, so the stack
 //! part may be that old. It runs under leakscope's re-entrancy guard, so
 //! whatever an [`InnerAllocator`] implementation allocates is leakscope's
-//! memory, and
-//! never on the allocation path.
+//! memory; it never runs on the allocation path.
 
 use core::fmt;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
