@@ -1,7 +1,7 @@
 //! Where leakscope's fixed tables are, for `crate::memory()`: they are
 //! statics (zero-initialised, so mapped but not resident until touched),
 //! counted at their full size in `metadata_bytes`; the memory breakdown
-//! counts only their resident pages (`mincore`).
+//! counts only the pages written (`/proc/self/pagemap`).
 
 use core::mem::size_of_val;
 
