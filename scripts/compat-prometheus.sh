@@ -121,6 +121,8 @@ promtool_clean() {
 check "promtool check metrics: no problems ($(wc -l <"$work/metrics.txt") lines)" promtool_clean
 check "histogram families are typed histogram" \
     grep -q '^# TYPE leakscope_object_lifetime_seconds histogram$' "$work/metrics.txt"
+check "the memory family has its five kinds" \
+    test "$(grep -c '^leakscope_memory_bytes{kind="' "$work/metrics.txt")" -eq 5
 
 # --- 2. a real Prometheus server -------------------------------------------------
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -165,6 +167,7 @@ queries=(
     'leakscope_objects_live'
     'histogram_quantile(0.9, sum by (le) (rate(leakscope_object_lifetime_seconds_bucket[10s])))'
     'histogram_quantile(0.5, leakscope_objects_live_age_seconds_bucket)'
+    'sum(leakscope_memory_bytes)'
 )
 for q in "${queries[@]}"; do
     n=0

@@ -90,6 +90,23 @@
 //! - [`flamegraph`] (feature `flamegraph`): SVG flame graphs of sampled
 //!   stacks.
 //!
+//! ## Where the memory is
+//!
+//! [`memory()`] breaks the process's RSS down into parts that sum to it
+//! exactly: the Rust heap (exact), leakscope's own metadata, the inner
+//! allocator's overhead, resident thread stacks, and what is left
+//! *unattributed* (files mapped, C code's `malloc`, `mmap`s), with its
+//! share. It is the first lines of the text report, `/debug/memory` and the
+//! `leakscope_memory_bytes{kind}` gauges. Module: [`memory`](mod@memory).
+//!
+//! ## Dumps when nobody is watching
+//!
+//! `dumps::Dumper` (feature `dumps`) watches rules (live heap or RSS above
+//! a bound, heap growth within a window, a suspected leak, `SIGUSR2`) from
+//! one background thread and writes the heap profile, the leak view, the
+//! text report and the JSON to a directory when one fires: rate-limited,
+//! capped in files and bytes, written atomically.
+//!
 //! ## Testing
 //!
 //! [`LeakCheck`] fails a test when tracked objects it created are still
@@ -104,6 +121,9 @@
 //! - `http` (default): the debug server, [`server::serve`].
 //! - `flamegraph` (default): flame graph SVGs of sampled stacks, via `inferno`.
 //! - `futures`: a tracked stream is a `futures_core::Stream`.
+//! - `dumps` (default): triggered dumps, `dumps::Dumper`.
+//! - `jemalloc`: [`memory()`] reads jemalloc's numbers
+//!   (`memory::Jemalloc`, through `tikv-jemalloc-ctl`).
 //! - `tokio`: tracked tokio I/O is `AsyncRead`/`AsyncWrite`/`AsyncBufRead`
 //!   (a tracked connection).
 //!
@@ -115,7 +135,8 @@
 //! - `leakscope-http` (one tokio current-thread runtime) and up to two
 //!   `leakscope-http-worker` threads, while a [`server::Server`] runs;
 //! - `leakscope-metrics`, the publisher behind `prometheus::install`;
-//! - `leakscope-clock`, only after [`objects::use_coarse_clock`].
+//! - `leakscope-clock`, only after [`objects::use_coarse_clock`];
+//! - `leakscope-dumps`, while a `dumps::Dumper` runs.
 //!
 //! # Safety model
 //!
@@ -143,6 +164,7 @@ pub mod clock;
 mod format;
 pub mod histogram;
 pub mod marks;
+pub mod memory;
 mod report;
 pub mod snapshot;
 // Part of the symbolizer's API (`resolve`, `set_budget`, `clear`) is used
@@ -177,6 +199,12 @@ pub mod prometheus;
 pub mod server;
 
 pub use crate::alloc::{sample_rate, set_sample_rate, TrackingAllocator};
+#[doc(inline)]
+pub use crate::memory::{memory, Memory};
+
+// -- triggered dumps --
+#[cfg(feature = "dumps")]
+pub mod dumps;
 
 // -- the vocabulary: snapshots and what they hold --
 pub use crate::marks::{mark, Mark};

@@ -108,10 +108,19 @@ const REPORT_TOP: usize = 10;
 impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "leakscope report")?;
+        write_memory(f, self.memory.as_ref())?;
         writeln!(f, "{}", self.summary())?;
         writeln!(f)?;
         write_objects(f, &self.objects)?;
         write_heap(f, &self.heap)
+    }
+}
+
+/// The memory breakdown (`Display for Memory`), the report's first lines.
+fn write_memory(f: &mut fmt::Formatter<'_>, memory: Option<&crate::memory::Memory>) -> fmt::Result {
+    match memory {
+        Some(m) => write!(f, "{m}"),
+        None => Ok(()),
     }
 }
 

@@ -12,6 +12,8 @@
 //! | `/debug/pprof/heap.svg` | a flame graph of live sampled bytes (feature `flamegraph`) |
 //! | `/debug/leaks` | the text leak report (`?min_age=`, `?max_age=`, `?since=`, `?until=` filter the heap part) |
 //! | `/debug/leaks.json` | the whole [`Snapshot`](crate::Snapshot) as JSON |
+//! | `/debug/memory` | where the memory is: RSS by part ([`crate::memory()`]) |
+//! | `/debug/memory.json` | the same as JSON |
 //!
 //! `min_age` takes Go-style durations (`90s`, `1h30m`, `250ms`, `1.5h`) or
 //! plain seconds (`3600`); `debug` takes `0` or `1`.
@@ -100,6 +102,7 @@ pub use crate::listener::{Response, Server, ServerBuilder, ServerStats};
 pub use index::index;
 pub use query::{parse_duration, Query, QueryError};
 pub use routes::{heap_svg, leaks, leaks_json, metrics, pprof_allocs, pprof_heap, route};
+pub use routes::{memory, memory_json};
 
 /// Starts the debug server on `addr` with the default limits (see the
 /// module docs) on its own background thread.

@@ -91,6 +91,9 @@ pub struct Snapshot {
     pub objects: Vec<ObjectSite>,
     /// The marks ([`crate::mark`]) set when it was taken, oldest first.
     pub marks: Vec<Mark>,
+    /// The process's memory from RSS down ([`crate::memory()`]), read when
+    /// the snapshot was taken; `None` in a snapshot built by hand.
+    pub memory: Option<crate::memory::Memory>,
 }
 
 /// The heap part of a [`Snapshot`].
@@ -608,5 +611,6 @@ pub fn snapshot_with(opts: &SnapshotOptions) -> Snapshot {
             HeapDetail::Full => crate::marks::marks(),
             HeapDetail::Metrics => Vec::new(),
         },
+        memory: Some(crate::memory::memory()),
     }
 }

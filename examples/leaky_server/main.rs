@@ -14,7 +14,14 @@
 //! cargo run --release --example leaky_server                  # 20 s, prints the leak
 //! cargo run --release --example leaky_server -- --fixed        # the one-line fix
 //! cargo run --release --example leaky_server -- --serve 127.0.0.1:6060
+//! cargo run --release --example leaky_server -- --dump-dir dumps   # evidence on disk
 //! ```
+//!
+//! With `--dump-dir DIR`, a `leakscope::dumps::Dumper` writes the heap
+//! profile, the leak view, the report and the JSON into `DIR` when a tracked
+//! site is flagged as a suspected leak, when the live heap grows by more
+//! than 4 MiB within a minute, or on `kill -USR2 <pid>` (at most 6 dumps an
+//! hour, 5 s apart, 40 files kept).
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +37,7 @@ struct Args {
     duration: Duration,
     serve: Option<String>,
     flamegraph: Option<String>,
+    dump_dir: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -38,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
         duration: Duration::from_secs(20),
         serve: None,
         flamegraph: None,
+        dump_dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -53,8 +62,9 @@ fn parse_args() -> Result<Args, String> {
             }
             "--serve" => a.serve = Some(it.next().ok_or("--serve needs an address")?),
             "--flamegraph" => a.flamegraph = Some(it.next().ok_or("--flamegraph needs a path")?),
+            "--dump-dir" => a.dump_dir = Some(it.next().ok_or("--dump-dir needs a directory")?),
             "-h" | "--help" => {
-                return Err("usage: leaky_server [--fixed] [--duration SECS] [--serve ADDR] [--flamegraph OUT.svg]".into())
+                return Err("usage: leaky_server [--fixed] [--duration SECS] [--serve ADDR] [--flamegraph OUT.svg] [--dump-dir DIR]".into())
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -101,6 +111,26 @@ fn main() {
         let a = s.local_addr();
         println!("debug server on http://{a}/  (curl http://{a}/debug/leaks; go tool pprof http://{a}/debug/pprof/heap)");
         s
+    });
+    let dumper = args.dump_dir.as_deref().map(|dir| {
+        let d = leakscope::dumps::Dumper::builder(dir)
+            .on_suspected_leak()
+            .heap_growth(4 << 20, Duration::from_secs(60))
+            .on_signal()
+            .leak_min_age(Duration::from_secs(5))
+            .max_per_hour(6)
+            .min_gap(Duration::from_secs(5))
+            .max_files(40)
+            .start()
+            .unwrap_or_else(|e| {
+                eprintln!("cannot start the dumper: {e}");
+                std::process::exit(1);
+            });
+        println!(
+            "dumping into {dir}/ on a suspected leak, +4 MiB heap within 60 s, or kill -USR2 {}",
+            std::process::id()
+        );
+        d
     });
     let sc = Scenario::start(&cfg).expect("start the framework on 127.0.0.1");
     let start = Instant::now();
@@ -166,6 +196,16 @@ fn main() {
             t.oldest_idle.unwrap_or_default()
         ),
         None => println!("deadline timer tasks: none stuck"),
+    }
+    if let Some(d) = &dumper {
+        let st = d.stats();
+        println!(
+            "dumps in {}: {} written, {} failed, {} held back by the rate limit",
+            d.dir().display(),
+            st.written,
+            st.failed,
+            st.suppressed
+        );
     }
     if let Some(path) = &args.flamegraph {
         match leakscope::flamegraph::heap_svg(&snap) {

@@ -18,7 +18,7 @@ struct Head {
     known: Option<u8>,
 }
 
-const ROUTES: [&str; 7] = [
+const ROUTES: [&str; 9] = [
     "/",
     "/metrics",
     "/debug/pprof/heap",
@@ -26,6 +26,8 @@ const ROUTES: [&str; 7] = [
     "/debug/pprof/heap.svg",
     "/debug/leaks",
     "/debug/leaks.json",
+    "/debug/memory",
+    "/debug/memory.json",
 ];
 
 fuzz_target!(|h: Head| {

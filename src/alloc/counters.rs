@@ -92,7 +92,7 @@ const EMPTY_BLOCK: Block = Block {
     in_use: AtomicBool::new(false),
 };
 
-static BLOCKS: [Block; MAX_BLOCKS] = [EMPTY_BLOCK; MAX_BLOCKS];
+pub(super) static BLOCKS: [Block; MAX_BLOCKS] = [EMPTY_BLOCK; MAX_BLOCKS];
 /// One past the highest block index ever handed out: readers sum `0..HIGH`.
 static HIGH: AtomicUsize = AtomicUsize::new(0);
 /// The block shared (with atomic adds, countdowns unused) by threads that

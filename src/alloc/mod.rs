@@ -93,6 +93,7 @@ mod fork;
 pub(crate) mod guard;
 mod heap_snapshot;
 mod path;
+mod resident;
 mod sampler;
 mod stack;
 mod table;
@@ -107,6 +108,7 @@ pub(crate) use self::heap_snapshot::{
     heap_metrics, heap_profile_view, heap_snapshot, heap_stats, last_table_read, metadata_live_raw,
     overflow_frames, thread_blocks_high_water,
 };
+pub(crate) use self::resident::fixed_tables;
 pub(crate) use self::sampler::set_sample_seed;
 pub(crate) use self::stack::{stack_cache_stats, CachedStack};
 

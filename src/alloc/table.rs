@@ -195,7 +195,7 @@ pub(crate) struct Tables {
     pub(crate) live_count: usize,
 }
 
-static TABLES: Mutex<Tables> = Mutex::new(Tables {
+pub(super) static TABLES: Mutex<Tables> = Mutex::new(Tables {
     stacks: [EMPTY_STACK; MAX_STACKS],
     stack_count: 0,
     order: [0; MAX_STACKS],
@@ -206,7 +206,7 @@ static TABLES: Mutex<Tables> = Mutex::new(Tables {
 
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO_U8: AtomicU8 = AtomicU8::new(0);
-static FILTER: [AtomicU8; 1 << FILTER_BITS] = [ZERO_U8; 1 << FILTER_BITS];
+pub(super) static FILTER: [AtomicU8; 1 << FILTER_BITS] = [ZERO_U8; 1 << FILTER_BITS];
 
 /// Samples taken (recorded or not).
 pub(crate) static SAMPLES: AtomicU64 = AtomicU64::new(0);

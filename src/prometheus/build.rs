@@ -177,6 +177,7 @@ pub(super) fn build(snap: &Snapshot, limits: &Limits, st: &mut State) -> Vec<Fam
     out.extend(retained);
     out.extend(tasks);
     out.extend(leakscope_health(h));
+    out.push(memory_family(snap.memory.as_ref()));
     clamp_counters(&mut out, &mut st.last_counters);
     out
 }
@@ -508,6 +509,23 @@ fn leakscope_health(h: &HeapSnapshot) -> [Family; 6] {
             Value::Int(h.symbolizer_evictions),
         ),
     ]
+}
+
+/// The process's memory by part (`crate::memory`): one series per `kind`,
+/// summing to RSS. No series when the snapshot has no memory reading or
+/// RSS could not be read.
+fn memory_family(m: Option<&crate::memory::Memory>) -> Family {
+    let mut f = Family::new(
+        MEMORY,
+        Kind::Gauge,
+        "The process's resident memory by part: heap (Rust heap, live), leakscope (its metadata), allocator (inner allocator overhead), thread_stacks (resident), unattributed (the rest: mapped files, C malloc, mmaps). The kinds sum to RSS.",
+    );
+    if let Some(m) = m.filter(|m| m.available) {
+        for (kind, bytes) in m.parts() {
+            f.push(vec![("kind", kind.to_string())], Value::Int(bytes));
+        }
+    }
+    f
 }
 
 /// Counters never go down between exports: each is clamped to the last

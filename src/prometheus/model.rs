@@ -91,10 +91,11 @@ pub(super) const METADATA: &str = "leakscope_metadata_bytes";
 pub(super) const SYMBOLIZER_BYTES: &str = "leakscope_symbolizer_bytes";
 pub(super) const SYMBOLIZER_BUDGET: &str = "leakscope_symbolizer_budget_bytes";
 pub(super) const SYMBOLIZER_EVICTIONS: &str = "leakscope_symbolizer_evictions_total";
+pub(super) const MEMORY: &str = "leakscope_memory_bytes";
 
 /// Every metric name leakscope exports, in output order (stable: dashboards
 /// and alerts depend on them).
-pub const METRIC_NAMES: [&str; 25] = [
+pub const METRIC_NAMES: [&str; 26] = [
     ALLOCATIONS,
     FREES,
     ALLOCATED_BYTES,
@@ -120,6 +121,7 @@ pub const METRIC_NAMES: [&str; 25] = [
     SYMBOLIZER_BYTES,
     SYMBOLIZER_BUDGET,
     SYMBOLIZER_EVICTIONS,
+    MEMORY,
 ];
 
 /// Cuts `s` to at most `max` bytes on a character boundary, marking the cut.

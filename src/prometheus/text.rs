@@ -61,8 +61,17 @@ pub(crate) fn render_both_paths() -> (String, String) {
         let limits = Limits::default();
         let mut full = String::with_capacity(1 << 20);
         let mut light = String::with_capacity(1 << 20);
-        full.push_str(&render_with(&crate::snapshot(), &limits));
-        light.push_str(&render_with(&crate::snapshot::metrics_snapshot(), &limits));
+        // RSS moves between two reads: both render one reading, taken
+        // first (so it is held alike while each reads the metadata bytes).
+        let memory = crate::memory();
+        {
+            let mut full_snap = crate::snapshot();
+            full_snap.memory = Some(memory.clone());
+            full.push_str(&render_with(&full_snap, &limits));
+        }
+        let mut light_snap = crate::snapshot::metrics_snapshot();
+        light_snap.memory = Some(memory);
+        light.push_str(&render_with(&light_snap, &limits));
         (full, light)
     })
 }

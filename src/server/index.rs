@@ -11,7 +11,7 @@ pub fn index() -> Response {
     let mut html = String::from(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>leakscope</title></head><body>\n<h1>leakscope</h1>\n<ul>\n",
     );
-    let items: [(&str, &str); 11] = [
+    let items: [(&str, &str); 13] = [
         ("/metrics", "Prometheus metrics"),
         ("/debug/pprof/heap", "heap profile (go tool pprof)"),
         ("/debug/pprof/heap?debug=1", "heap profile, text"),
@@ -35,6 +35,8 @@ pub fn index() -> Response {
             "/debug/pprof/heap?min_age=10m&amp;max_age=1h",
             "heap profile, born between an hour and ten minutes ago",
         ),
+        ("/debug/memory", "where the memory is: RSS by part"),
+        ("/debug/memory.json", "where the memory is, JSON"),
     ];
     for (href, what) in items {
         let _ = writeln!(html, "<li><a href=\"{href}\">{href}</a>: {what}</li>");

@@ -15,7 +15,7 @@ type RouteHandler = fn(&str) -> Response;
 
 /// The routing table: every route of the debug server with its handler, in
 /// the order the module docs list them.
-pub(crate) const ROUTES: [(&str, RouteHandler); 7] = [
+pub(crate) const ROUTES: [(&str, RouteHandler); 9] = [
     ("/", |_| index()),
     ("/metrics", metrics),
     ("/debug/pprof/heap", pprof_heap),
@@ -23,6 +23,8 @@ pub(crate) const ROUTES: [(&str, RouteHandler); 7] = [
     ("/debug/pprof/heap.svg", heap_svg),
     ("/debug/leaks", leaks),
     ("/debug/leaks.json", leaks_json),
+    ("/debug/memory", memory),
+    ("/debug/memory.json", memory_json),
 ];
 
 /// Dispatches a request by path to the handler of that route: the whole
@@ -191,6 +193,33 @@ pub fn leaks_json(query: &str) -> Response {
         Err(r) => return r,
     };
     match serde_json::to_vec_pretty(&crate::snapshot_with(&w)) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            Response::ok(JSON, body)
+        }
+        Err(e) => Response::error(500, &format!("json encoding failed: {e}")),
+    }
+}
+
+/// `/debug/memory`: the process's memory from RSS down
+/// ([`crate::memory()`]'s `Display`). Cheap: no snapshot, no
+/// symbolization.
+pub fn memory(query: &str) -> Response {
+    match parse(query) {
+        Ok(_) => Response::ok(
+            TEXT,
+            crate::alloc::as_metadata(|| crate::memory().to_string()),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// `/debug/memory.json`: [`crate::memory()`] as JSON.
+pub fn memory_json(query: &str) -> Response {
+    if let Err(r) = parse(query) {
+        return r;
+    }
+    match serde_json::to_vec_pretty(&crate::memory()) {
         Ok(mut body) => {
             body.push(b'\n');
             Response::ok(JSON, body)
