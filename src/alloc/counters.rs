@@ -518,6 +518,16 @@ pub(crate) const POOL_BYTES: usize = core::mem::size_of::<[Block; MAX_BLOCKS]>()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Mutex, PoisonError};
+
+    /// Held by the tests that count into blocks or read the global sums:
+    /// a test comparing `totals()` before and after must not see another
+    /// test's counts land in between (they did, on a busy machine).
+    static TOTALS: Mutex<()> = Mutex::new(());
+
+    fn lock_totals() -> std::sync::MutexGuard<'static, ()> {
+        TOTALS.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
     /// An owner's allocation as the allocator makes it: fast path, and the
     /// slow path's fold when the countdown runs out.
@@ -530,6 +540,7 @@ mod tests {
 
     #[test]
     fn owned_and_shared_counting_sum() {
+        let _totals = lock_totals();
         let b = acquire().expect("pool has free blocks in a fresh test process");
         b.restart();
         let before = totals();
@@ -588,6 +599,8 @@ mod tests {
     /// evened out by the child's handler, so readers stop retrying on it.
     #[test]
     fn fork_child_evens_a_stuck_sequence() {
+        // `fork_child` evens out every block, another test's mid-fold too.
+        let _totals = lock_totals();
         let b = acquire().expect("free block");
         let s = b.seq.load(Ordering::Relaxed);
         b.seq.store(s | 1, Ordering::Relaxed); // "mid-fold"
@@ -606,6 +619,7 @@ mod tests {
     /// and the final reading is exact.
     #[test]
     fn readers_see_monotonic_bytes_during_folds() {
+        let _totals = lock_totals();
         let b = acquire().expect("free block");
         b.restart();
         let start = b.read(u32::MAX);
