@@ -143,6 +143,10 @@ impl Origin {
 /// their function path alone, so the application's crate reads as a
 /// dependency.
 pub(crate) fn origin(function: &str, file: Option<&str>) -> Origin {
+    // leakscope's own allocator code inlined into the allocating function
+    // can lend that function's frame its file (`src/alloc/path.rs`): such a
+    // file says nothing about the function's crate, so go by its path.
+    let file = file.filter(|f| !f.starts_with(OWN_SRC));
     if let Some(f) = file {
         if let Some(o) = origin_of_path(f) {
             return o;
@@ -157,6 +161,9 @@ pub(crate) fn origin(function: &str, file: Option<&str>) -> Origin {
         (None, None) => Origin::Unknown,
     }
 }
+
+/// leakscope's own source directory, as its debug info names it.
+const OWN_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
 
 /// The crate of a source path, when the path says (see [`origin`]).
 fn origin_of_path(path: &str) -> Option<Origin> {
@@ -330,6 +337,11 @@ mod tests {
             Origin::Toolchain("std".into())
         );
         assert_eq!(origin("??", None), Origin::Unknown);
+        let own = concat!(env!("CARGO_MANIFEST_DIR"), "/src/alloc/path.rs");
+        assert_eq!(
+            origin("<&mut serde_json::de::Deserializer<R> as serde_core::de::Deserializer>::deserialize_any", Some(own)),
+            Origin::Dependency("serde_json".into())
+        );
     }
 
     #[test]
