@@ -486,6 +486,94 @@ mod tests {
 
     use super::*;
 
+    /// A stack through two dependency crates (http, called by h2) into
+    /// the application, with std below: one sentence naming each crate
+    /// once, runs inside one crate collapsed.
+    #[test]
+    fn crate_boundaries_collapse_runs() {
+        let reg = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        let fr = |func: &str, file: String, line: u32| Frame::new(func, Some(file), Some(line));
+        let frames = vec![
+            fr(
+                "alloc::raw_vec::finish_grow",
+                "/rustc/abc/library/alloc/src/raw_vec.rs".into(),
+                1,
+            ),
+            fr(
+                "http::header::map::HeaderMap<T>::try_reserve_one",
+                format!("{reg}/http-1.1.0/src/header/map.rs"),
+                10,
+            ),
+            fr(
+                "http::header::map::HeaderMap<T>::try_append2",
+                format!("{reg}/http-1.1.0/src/header/map.rs"),
+                20,
+            ),
+            fr(
+                "http::header::map::HeaderMap<T>::try_append",
+                format!("{reg}/http-1.1.0/src/header/map.rs"),
+                30,
+            ),
+            fr(
+                "http::header::map::HeaderMap<T>::append",
+                format!("{reg}/http-1.1.0/src/header/map.rs"),
+                40,
+            ),
+            fr(
+                "h2::proto::streams::recv::Recv::recv_headers",
+                format!("{reg}/h2-0.4.5/src/proto/streams/recv.rs"),
+                50,
+            ),
+            fr(
+                "h2::proto::streams::streams::Inner::recv_headers",
+                format!("{reg}/h2-0.4.5/src/proto/streams/streams.rs"),
+                60,
+            ),
+            fr("myapp::serve", "/home/u/myapp/src/main.rs".into(), 70),
+            fr("myapp::main", "/home/u/myapp/src/main.rs".into(), 80),
+        ];
+        let o = origins(&frames);
+        assert_eq!(
+            crate_sentence(&frames, &o).as_deref(),
+            Some("allocated in http (`HeaderMap::try_reserve_one`), for h2's `Recv::recv_headers`, called from the application's `myapp::serve`")
+        );
+        assert_eq!(
+            allocating_origin(&frames),
+            Origin::Dependency("http".into())
+        );
+        let mut snap = Snapshot::default();
+        snap.heap.allocator_active = true;
+        snap.heap.sites.push(HeapSite {
+            frames: frames.clone(),
+            live_bytes: 900,
+            live_objects: 9,
+            ..Default::default()
+        });
+        snap.heap.sites.push(HeapSite {
+            frames: frames[7..].to_vec(),
+            live_bytes: 100,
+            live_objects: 1,
+            ..Default::default()
+        });
+        let r = snap.to_string();
+        let want = "
+        <- http::header::map::HeaderMap<T>::try_reserve_one (http-1.1.0/src/header/map.rs:10)
+        … 3 more frames in http
+        <- h2::proto::streams::recv::Recv::recv_headers (h2-0.4.5/src/proto/streams/recv.rs:50)
+        … 1 more frame in h2
+        <- myapp::serve (/home/u/myapp/src/main.rs:70)
+";
+        assert!(r.contains(want), "{r}");
+        assert!(
+            !r.contains("myapp::main (/home/u/myapp/src/main.rs:80)\n    "),
+            "{r}"
+        );
+        assert!(
+            r.contains("live bytes by allocating crate (first frame outside std/core/alloc): http 90%, myapp (app) 10%"),
+            "{r}"
+        );
+    }
+
     #[test]
     fn summary_names_rate_and_objects() {
         let mut a = Snapshot::default();

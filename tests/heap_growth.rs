@@ -194,6 +194,18 @@ fn growth_is_flagged_in_its_window_and_a_flat_table_never() {
         }
         if k >= 7 {
             assert!(leak.suspected.is_some(), "step {k}\n{snap}");
+            // Exported as a growth gauge for the site.
+            let text = leakscope::prometheus::render(&snap);
+            let label = format!("{{function=\"{}\",", leak.frames[0].function);
+            let line = text
+                .lines()
+                .find(|l| {
+                    l.starts_with("leakscope_heap_site_growth_bytes_per_second{")
+                        && l.contains(&label)
+                })
+                .unwrap_or_else(|| panic!("step {k}: no growth series\n{text}"));
+            let v: f64 = line.rsplit(' ').next().unwrap_or("").parse().unwrap_or(0.0);
+            assert!(v > 4.0 * 1024.0, "{line}");
             assert!(
                 leak.growth_bytes_per_second > 4.0 * 1024.0,
                 "step {k}: {}",
