@@ -4,7 +4,7 @@
 //! the growth rule), with ~3000 distinct sampled stacks and ~100k live
 //! samples (sample rate 1, real allocations through the tracking
 //! allocator). The first snapshot (which symbolizes every stack) is timed
-//! apart.
+//! apart. Then the sampled path's cost per sampled allocation and free.
 //!
 //! `cargo bench --bench heap_snapshot -- --warm-up-time 1 --measurement-time 5`
 
@@ -75,7 +75,21 @@ fn bench(c: &mut Criterion) {
     c.bench_function("snapshot (3000 stacks, 100k live samples)", |b| {
         b.iter(|| black_box(leakscope::snapshot()))
     });
+    // The sampled path itself (rate 1: every allocation and free is
+    // sampled, with ~100k live samples in the table): stack capture,
+    // interning, the live table, and since issue 14 the growth history
+    // (one clock read and a ring update per change).
+    leakscope::set_sample_rate(1);
+    c.bench_function("sampled alloc+free (rate 1)", |b| {
+        b.iter(|| sampled_alloc_free())
+    });
+    leakscope::set_sample_rate(0);
     drop(live);
+}
+
+#[inline(never)]
+fn sampled_alloc_free() {
+    drop(black_box(Box::new([0u8; 64])));
 }
 
 criterion_group! {

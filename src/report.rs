@@ -288,11 +288,14 @@ fn origins(frames: &[Frame]) -> Vec<Origin> {
 /// built from), that is the library (or the application) that asked for
 /// the memory; the first frame's if every frame is the toolchain's.
 pub(crate) fn allocating_origin(frames: &[Frame]) -> Origin {
-    let o = origins(frames);
-    o.iter()
+    // Lazily: usually the first frame (trimming leaves the user's code
+    // first) is the answer.
+    let of = |fr: &Frame| origin(&fr.function, fr.file.as_deref());
+    frames
+        .iter()
+        .map(of)
         .find(|x| !matches!(x, Origin::Toolchain(_) | Origin::Unknown))
-        .or(o.first())
-        .cloned()
+        .or_else(|| frames.first().map(of))
         .unwrap_or(Origin::Unknown)
 }
 

@@ -164,22 +164,32 @@ pub(crate) fn heap_snapshot(now: u64, min_age: Option<Duration>) -> HeapSnapshot
 /// Costs one hash-map entry per site (at most 3,073) after the live walk;
 /// see `benches/heap_snapshot.rs` for the whole snapshot's time.
 pub(crate) fn merge_identical_stacks(sites: Vec<HeapSite>) -> Vec<HeapSite> {
-    type Key<'a> = Vec<(&'a str, Option<&'a str>, Option<u32>)>;
-    // Where each site goes: the index of the first site with its key.
+    // Where each site goes: the index of the first site with its frames.
+    // Sites are grouped by a hash of their (function, file, line) list,
+    // then compared frame by frame within a group (no key is built).
+    let same = |a: &HeapSite, b: &HeapSite| {
+        a.frames.len() == b.frames.len()
+            && a.frames
+                .iter()
+                .zip(&b.frames)
+                .all(|(x, y)| x.line == y.line && x.function == y.function && x.file == y.file)
+    };
     let targets: Vec<usize> = {
-        let mut first: HashMap<Key<'_>, usize> = HashMap::with_capacity(sites.len());
-        sites
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let key: Key<'_> = s
-                    .frames
-                    .iter()
-                    .map(|f| (f.function.as_str(), f.file.as_deref(), f.line))
-                    .collect();
-                *first.entry(key).or_insert(i)
-            })
-            .collect()
+        let mut first: HashMap<u64, Vec<usize>> = HashMap::with_capacity(sites.len());
+        let mut targets = Vec::with_capacity(sites.len());
+        for (i, s) in sites.iter().enumerate() {
+            let group = first.entry(frames_hash(s)).or_default();
+            let t = group
+                .iter()
+                .copied()
+                .find(|&j| same(&sites[j], s))
+                .unwrap_or_else(|| {
+                    group.push(i);
+                    i
+                });
+            targets.push(t);
+        }
+        targets
     };
     let mut out: Vec<Option<HeapSite>> = Vec::with_capacity(sites.len());
     for (i, site) in sites.into_iter().enumerate() {
@@ -194,6 +204,25 @@ pub(crate) fn merge_identical_stacks(sites: Vec<HeapSite>) -> Vec<HeapSite> {
         }
     }
     out.into_iter().flatten().collect()
+}
+
+/// FNV-1a over a site's (function, file, line) list: the merge's grouping
+/// hash (equal lists hash equal; collisions are told apart by comparing).
+fn frames_hash(s: &HeapSite) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator, so that ("ab", "c") and ("a", "bc") differ.
+        h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+    };
+    for f in &s.frames {
+        eat(f.function.as_bytes());
+        eat(f.file.as_deref().unwrap_or("").as_bytes());
+        eat(&f.line.unwrap_or(0).to_le_bytes());
+    }
+    h
 }
 
 /// Adds `s` into `into` (see [`merge_identical_stacks`]).
