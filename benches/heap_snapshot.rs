@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
     // (one clock read and a ring update per change).
     leakscope::set_sample_rate(1);
     c.bench_function("sampled alloc+free (rate 1)", |b| {
-        b.iter(|| sampled_alloc_free())
+        b.iter(sampled_alloc_free)
     });
     leakscope::set_sample_rate(0);
     drop(live);

@@ -77,7 +77,7 @@ pub fn scenario() -> leakscope::Snapshot {
             id += 1;
             let b = body(id);
             black_box(handle_request(id, &b));
-            if id % 2 == 0 {
+            if id.is_multiple_of(2) {
                 cache.remember(id, &b);
             }
         }

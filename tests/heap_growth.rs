@@ -185,7 +185,7 @@ fn growth_is_flagged_in_its_window_and_a_flat_table_never() {
         let leak = sites(&snap, "leak_chunk");
         let leak = leak
             .iter()
-            .find(|s| s.frames.first().is_some() && s.live_bytes >= 32 << 10)
+            .find(|s| !s.frames.is_empty() && s.live_bytes >= 32 << 10)
             .unwrap_or_else(|| panic!("step {k}: the leak's site\n{snap}"));
         // Step k: the leak's history spans k slots (k + 1 if a real-time
         // slot boundary fell inside a step).

@@ -175,21 +175,21 @@ pub(crate) fn merge_identical_stacks(sites: Vec<HeapSite>) -> Vec<HeapSite> {
                 .all(|(x, y)| x.line == y.line && x.function == y.function && x.file == y.file)
     };
     let targets: Vec<usize> = {
-        let mut first: HashMap<u64, Vec<usize>> = HashMap::with_capacity(sites.len());
-        let mut targets = Vec::with_capacity(sites.len());
-        for (i, s) in sites.iter().enumerate() {
-            let group = first.entry(frames_hash(s)).or_default();
-            let t = group
-                .iter()
-                .copied()
-                .find(|&j| same(&sites[j], s))
-                .unwrap_or_else(|| {
-                    group.push(i);
+        let mut first: HashMap<u64, usize> = HashMap::with_capacity(sites.len());
+        sites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let t = *first.entry(frames_hash(s)).or_insert(i);
+                // Equal hashes of different frames (a 64-bit collision,
+                // vanishingly rare) are left unmerged, never merged wrongly.
+                if same(&sites[t], s) {
+                    t
+                } else {
                     i
-                });
-            targets.push(t);
-        }
-        targets
+                }
+            })
+            .collect()
     };
     let mut out: Vec<Option<HeapSite>> = Vec::with_capacity(sites.len());
     for (i, site) in sites.into_iter().enumerate() {
@@ -206,21 +206,27 @@ pub(crate) fn merge_identical_stacks(sites: Vec<HeapSite>) -> Vec<HeapSite> {
     out.into_iter().flatten().collect()
 }
 
-/// FNV-1a over a site's (function, file, line) list: the merge's grouping
-/// hash (equal lists hash equal; collisions are told apart by comparing).
+/// A hash of a site's (function, line) list, a word at a time (FxHash's
+/// step): the merge's grouping hash. Equal frame lists hash equal; the
+/// file is left to the comparison (a function's name and line rarely
+/// repeat across files, and hashing long paths cost more than the rest of
+/// the merge).
 fn frames_hash(s: &HeapSite) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        // A separator, so that ("ab", "c") and ("a", "bc") differ.
-        h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
-    };
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = 0;
+    let mut add = |w: u64| h = (h.rotate_left(5) ^ w).wrapping_mul(K);
     for f in &s.frames {
-        eat(f.function.as_bytes());
-        eat(f.file.as_deref().unwrap_or("").as_bytes());
-        eat(&f.line.unwrap_or(0).to_le_bytes());
+        let b = f.function.as_bytes();
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            add(u64::from_le_bytes(w));
+        }
+        let mut w = [0u8; 8];
+        w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        add(u64::from_le_bytes(w));
+        add(u64::from(f.line.unwrap_or(0)) | (b.len() as u64) << 32);
     }
     h
 }
