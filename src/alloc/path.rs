@@ -331,13 +331,14 @@ fn record_resized_sample(addr: usize, size: u64, old: &Live) {
     let mut buf = [0usize; MAX_FRAMES];
     let n = stack::capture(&mut buf);
     let w = weight(size, current_rate());
+    let now = crate::clock::now_ns();
     let grown = if size > old.size {
-        (old.grown.saturating_add(1), crate::clock::now_ns())
+        (old.grown.saturating_add(1), now)
     } else {
         (old.grown, old.last_grown)
     };
     let mut t = table::lock();
-    t.record_alloc_grown(addr, size, w, &buf[..n], old.birth, grown);
+    t.record_alloc_grown(addr, size, w, &buf[..n], old.birth, grown, now);
 }
 
 /// Counts a realloc off the fast path (never under the guard: both callers

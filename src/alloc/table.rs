@@ -40,9 +40,13 @@
 //! which they changed, for the last [`GROWTH_LEN`] (16) such slots, so
 //! about 2 min 40 s of a site that changes every slot. It is written where
 //! the live sums are (every insertion into and removal from the live
-//! table, sampled path only: one `CLOCK_MONOTONIC` read and a few stores,
-//! no allocation, fixed size), so a site's growth is known from the first
-//! read even if nobody looked while the leak ran. [`Tables::slot`] is the
+//! table, sampled path only: a few stores, no allocation, no clock read of
+//! its own: the slot comes from the time the sampled path already read, a
+//! sample's birth or a free's time, so a removal without a time, such as
+//! a realloc's, is noted in the latest slot seen), so a site's growth is
+//! known from the first read even if nobody looked while the leak ran.
+//! Measured with `benches/heap_snapshot.rs` (sampled alloc+free at rate 1):
+//! see the README's overhead notes. [`Tables::slot`] is the
 //! latest slot any stack changed in: reads align every stack's history on
 //! it, so two reads of unchanged tables see the same history whatever the
 //! time (the `/metrics` paths render the same text). Costs 200 bytes per
@@ -212,6 +216,8 @@ pub(crate) struct LiveSum {
 
 /// Fixed-point units per object or byte of [`LiveSum`].
 pub(crate) const LIVE_SCALE: f64 = 65536.0;
+/// `LIVE_SCALE` as a power of two.
+const LIVE_SHIFT: u32 = 16;
 
 impl LiveSum {
     fn contribution(e: &Live) -> (i128, i128) {
@@ -247,8 +253,11 @@ impl LiveSum {
     /// Estimated live bytes, rounded to the nearest byte (as the sites
     /// round them), saturating.
     pub(crate) fn bytes_i64(&self) -> i64 {
-        let half = (LIVE_SCALE as i128) / 2;
-        i64::try_from((self.bytes_q + half).div_euclid(LIVE_SCALE as i128)).unwrap_or(i64::MAX)
+        // LIVE_SCALE is 2^16: an arithmetic shift is the floor division,
+        // without a 128-bit division call on the sampled path.
+        const _: () = assert!(LIVE_SCALE == (1u64 << LIVE_SHIFT) as f64);
+        let q = self.bytes_q.saturating_add(1 << (LIVE_SHIFT - 1)) >> LIVE_SHIFT;
+        i64::try_from(q).unwrap_or(i64::MAX)
     }
 }
 
@@ -444,6 +453,9 @@ impl Tables {
     /// Records a sampled allocation. Counts one dropped sample if its stack
     /// did not fit, or it could not be recorded as live, or both. Returns
     /// `false` if it could not be recorded as live.
+    ///
+    /// `birth` is the current time (a fresh sample): it also dates the
+    /// change in the stack's growth history.
     pub(crate) fn record_alloc(
         &mut self,
         addr: usize,
@@ -452,12 +464,18 @@ impl Tables {
         ips: &[usize],
         birth: u64,
     ) -> bool {
-        self.record_alloc_grown(addr, size, weight, ips, birth, (0, 0))
+        self.record_alloc_grown(addr, size, weight, ips, birth, (0, 0), birth)
+    }
+
+    /// Moves the growth slot on to `now`'s (never back).
+    fn tick(&mut self, now: u64) {
+        self.slot = growth_slot(now).max(self.slot);
     }
 
     /// [`Tables::record_alloc`] of a block that a realloc moved or resized:
     /// `grown` is (times grown, when last grown) carried over from the
-    /// block's previous sample.
+    /// block's previous sample, `birth` its birth, `now` the current time.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record_alloc_grown(
         &mut self,
         addr: usize,
@@ -466,7 +484,9 @@ impl Tables {
         ips: &[usize],
         birth: u64,
         grown: (u32, u64),
+        now: u64,
     ) -> bool {
+        self.tick(now);
         let stack = if ips.is_empty() {
             OVERFLOW_STACK
         } else {
@@ -563,9 +583,16 @@ impl Tables {
 
     /// Records the death of a live sample (a free): lifetime and freed
     /// estimates for its stack.
+    ///
+    /// Also notes the stack's live bytes in its growth history at `now`'s
+    /// slot ([`Tables::take_live`], which removed the sample, noted them at
+    /// the latest slot known then).
     pub(crate) fn record_free(&mut self, e: &Live, now: u64) {
         let age = now.saturating_sub(e.birth);
+        self.tick(now);
+        let slot = self.slot;
         let agg = self.agg_mut(e.stack);
+        agg.growth.note(slot, agg.live.bytes_i64());
         agg.freed_objects += e.weight;
         agg.freed_bytes += e.weight * e.size as f64;
         agg.lifetimes[bucket_index(age)] += e.weight;
@@ -594,9 +621,10 @@ impl Tables {
     /// `new` entered it.
     /// Also notes each changed stack's live bytes in its growth history.
     fn live_changed(&mut self, gone: Option<&Live>, new: Option<&Live>) {
-        // Never behind the latest slot noted (see `Growth::note`).
-        let slot = growth_slot(crate::clock::now_ns()).max(self.slot);
-        self.slot = slot;
+        // No clock read here: the slot is the latest the timed entry points
+        // (`record_alloc*`, `record_free`) saw; `record_free` notes again
+        // once it knows the time of a free.
+        let slot = self.slot;
         if let Some(g) = gone {
             let agg = self.agg_mut(g.stack);
             agg.live.sub(g);
