@@ -128,9 +128,12 @@ pub struct HeapSnapshot {
     pub symbolizer_evictions: u64,
     /// Whether the tracking allocator is installed and has seen allocations.
     pub allocator_active: bool,
-    /// Sampled sites (one per distinct stack), largest estimated live bytes
-    /// first. With a `min_age` filter only live samples at least that old
-    /// count towards the live and age fields.
+    /// Sampled sites, one per distinct symbolized stack (stacks whose
+    /// frames have the same function, file and line are merged; see
+    /// [`HeapSite::stacks`]): suspected sites first (fastest growing
+    /// first), then largest estimated live bytes first. With a `min_age`
+    /// filter only live samples at least that old count towards the live
+    /// and age fields.
     pub sites: Vec<HeapSite>,
 }
 

@@ -35,7 +35,14 @@
 //!
 //! Without a `min_age` filter, both take each site's live objects, bytes
 //! and sample count from the same maintained sums, so `/metrics` rendered
-//! from either is the same text.
+//! from either is the same text. Both also carry each site's growth
+//! history (`growth.rs`), aligned on the tables' latest slot read under the
+//! same lock, so the growth gauge is the same text too.
+//!
+//! After reading, [`heap_snapshot`] merges sites whose symbolized stacks
+//! are identical ([`merge_identical_stacks`]), judges each site's growth
+//! and names its allocating crate; [`heap_profile_view`] does not merge
+//! (a profile keeps one location per return address).
 
 use core::sync::atomic::Ordering;
 use core::time::Duration;
