@@ -4,7 +4,7 @@
 //! - a 16 MiB lookup table allocated at start-up and never touched again;
 //! - a cache of parsed JSON documents (`serde_json::Value`, parsed by the
 //!   real `serde_json`), keyed by request id, that is never evicted: the
-//!   leak, about 2 MiB per 10 s;
+//!   leak, about 1 MiB per 10 s;
 //! - request noise: buffers and parsed documents that live for one request.
 //!
 //! The clock is leakscope's controlled one (`testing::advance_clock`):
