@@ -14,6 +14,8 @@ use leakscope::{HeapSite, Snapshot};
 
 #[path = "../examples/heap_growth.rs"]
 mod example;
+#[path = "common/pprof.rs"]
+mod pprof_common;
 
 fn sites<'a>(snap: &'a Snapshot, func: &'a str) -> Vec<&'a HeapSite> {
     snap.heap
@@ -150,6 +152,29 @@ fn sixteen_stacks_are_one_site() {
                 .contains("16 stacks with identical frames merged"),
             "{snap}"
         );
+        // The heap profile keeps one stack per return address.
+        let p = pprof_common::decode(&leakscope::pprof::heap_profile());
+        let name = |loc: u64| -> Vec<&str> {
+            p.location[loc as usize - 1]
+                .line
+                .iter()
+                .map(|l| {
+                    let f = &p.function[l.function_id as usize - 1];
+                    p.string_table[f.name as usize].as_str()
+                })
+                .collect()
+        };
+        let stacks: std::collections::HashSet<&Vec<u64>> = p
+            .sample
+            .iter()
+            .filter(|smp| {
+                smp.location_id
+                    .iter()
+                    .any(|&l| name(l).iter().any(|n| n.ends_with("leak_one_of_sixteen")))
+            })
+            .map(|smp| &smp.location_id)
+            .collect();
+        assert_eq!(stacks.len(), 16, "profile stacks of the sixteen call sites");
     }
 }
 
