@@ -577,3 +577,70 @@ fn make_site(agg: &table::Agg, la: LiveAgg, maintained: bool, now: u64, anchor: 
         ..HeapSite::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::table::Growth;
+
+    fn site(
+        line: u32,
+        address: u64,
+        bytes: u64,
+        oldest_s: u64,
+        slot_bytes: &[(u32, i64)],
+    ) -> HeapSite {
+        let mut g = Growth::default();
+        for &(s, b) in slot_bytes {
+            g.note(s, b);
+        }
+        let frames = vec![
+            Frame::new("app::leaf", Some("src/a.rs".into()), Some(7)).with_address(address, false),
+            Frame::new("app::caller", Some("src/a.rs".into()), Some(line))
+                .with_address(address + 1, false),
+        ];
+        HeapSite {
+            frames,
+            live_bytes: bytes,
+            live_objects: 1,
+            live_samples: 1,
+            allocated_bytes: bytes,
+            oldest_age: Some(Duration::from_secs(oldest_s)),
+            live_ages: Histogram::from_counts(&[1], 0.0),
+            live_bytes_by_age: vec![bytes, 1],
+            history: GrowthSeries::from_ring(&g, 20),
+            stacks: 1,
+            max_grown: oldest_s,
+            last_grown: Some(Duration::from_secs(oldest_s)),
+            ..HeapSite::default()
+        }
+    }
+
+    /// Same (function, file, line) everywhere, different addresses: one
+    /// site, everything summed or combined; another line stays apart.
+    #[test]
+    fn identical_symbolized_stacks_merge() {
+        let sites = vec![
+            site(10, 0x1000, 100, 5, &[(18, 50), (20, 100)]),
+            site(11, 0x2000, 7, 1, &[(19, 7)]),
+            site(10, 0x3000, 30, 9, &[(20, 30)]),
+        ];
+        let mut want = sites[0].history;
+        want.merge(&sites[2].history);
+        let m = merge_identical_stacks(sites);
+        assert_eq!(m.len(), 2);
+        let a = &m[0];
+        assert_eq!(a.frames[0].address, 0x1000, "the first member's frames");
+        assert_eq!((a.live_bytes, a.live_objects, a.live_samples), (130, 2, 2));
+        assert_eq!(a.allocated_bytes, 130);
+        assert_eq!(a.oldest_age, Some(Duration::from_secs(9)));
+        assert_eq!(a.live_ages.count(), 2);
+        assert_eq!(a.live_bytes_by_age, vec![130, 2]);
+        assert_eq!(a.history, want);
+        assert_eq!(a.stacks, 2);
+        assert_eq!(a.max_grown, 9);
+        assert_eq!(a.last_grown, Some(Duration::from_secs(5)));
+        assert_eq!(m[1].live_bytes, 7);
+        assert_eq!(m[1].stacks, 1);
+    }
+}
