@@ -2,7 +2,8 @@
 //! Prometheus labels, pprof labels, `/debug/leaks`), so that the same frame
 //! or duration reads the same everywhere.
 //!
-//! The bottom layer: it depends on nothing else in the crate.
+//! The bottom layer: it depends on nothing else in the crate. Also where
+//! a frame's crate is told ([`origin`]), for the report's crate lines.
 
 use core::time::Duration;
 
@@ -97,9 +98,296 @@ pub(crate) fn short_path(path: &str) -> &str {
     path
 }
 
+/// Where a frame's code comes from, by crate (see [`origin`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The toolchain's libraries: `std`, `core`, `alloc` (and the crates
+    /// std is built from, such as its `hashbrown`).
+    Toolchain(String),
+    /// A dependency: a crate under the cargo registry or a git checkout.
+    Dependency(String),
+    /// The application: source outside the registry and the toolchain,
+    /// named by its function's first path segment.
+    App(String),
+    /// Nothing to go by (no file, no function path).
+    Unknown,
+}
+
+impl Origin {
+    /// The crate's name (`??` when unknown).
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Origin::Toolchain(n) | Origin::Dependency(n) | Origin::App(n) => n,
+            Origin::Unknown => "??",
+        }
+    }
+
+    /// `regex`, `the application's` style owner for sentences.
+    pub(crate) fn owner(&self) -> String {
+        match self {
+            Origin::App(_) => "the application's".to_string(),
+            o => format!("{}'s", o.name()),
+        }
+    }
+}
+
+/// The crate a frame belongs to. From its source file when the path says
+/// (`…/registry/src/<index>/<crate>-<version>/`, `…/git/checkouts/<crate>-<hash>/`,
+/// `/rustc/<commit>/library/<std|core|alloc|…>/`, `/rust/deps/<crate>-<version>/`
+/// and `/cargo/registry/…` for the crates std itself is built from), else
+/// from the function's path (its first segment; `<T as Trait>::f` and
+/// `<Type>::f` are looked into). A frame with a source file outside those
+/// trees is the application's (the main binary's or a path dependency's:
+/// both are the user's code); with neither a file nor a function path the
+/// origin is unknown. Without debug info (no files), frames are told by
+/// their function path alone, so the application's crate reads as a
+/// dependency.
+pub(crate) fn origin(function: &str, file: Option<&str>) -> Origin {
+    // leakscope's own allocator code inlined into the allocating function
+    // can lend that function's frame its file (`src/alloc/path.rs`): such a
+    // file says nothing about the function's crate, so go by its path.
+    let file = file.filter(|f| !f.starts_with(OWN_SRC));
+    if let Some(f) = file {
+        if let Some(o) = origin_of_path(f) {
+            return o;
+        }
+    }
+    let krate = function_crate(function);
+    match (krate, file) {
+        (Some(k), _) if matches!(k, "std" | "core" | "alloc") => Origin::Toolchain(k.to_string()),
+        (Some(k), Some(_)) => Origin::App(k.to_string()),
+        (None, Some(_)) => Origin::App("app".to_string()),
+        (Some(k), None) => Origin::Dependency(k.to_string()),
+        (None, None) => Origin::Unknown,
+    }
+}
+
+/// leakscope's own source directory, as its debug info names it.
+const OWN_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+
+/// The crate of a source path, when the path says (see [`origin`]).
+fn origin_of_path(path: &str) -> Option<Origin> {
+    let name_version = |dir: &str| -> String {
+        // `regex-automata-0.4.3` -> `regex_automata`: the name ends at the
+        // first `-` followed by a digit.
+        let b = dir.as_bytes();
+        let end = (0..b.len())
+            .find(|&i| b[i] == b'-' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
+            .unwrap_or(b.len());
+        dir[..end].replace('-', "_")
+    };
+    let first_dir = |rest: &str| rest.split('/').next().unwrap_or(rest).to_string();
+    if let Some(rest) = path.strip_prefix("/rustc/") {
+        // `/rustc/<commit>/library/<crate>/...`
+        let rest = rest.split_once('/').map_or("", |(_, r)| r);
+        let rest = rest.strip_prefix("library/").unwrap_or(rest);
+        return Some(Origin::Toolchain(first_dir(rest)));
+    }
+    for prefix in ["/rust/deps/", "/cargo/registry/src/"] {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            // The crates std is built from, as rust-lang's builders name them.
+            let rest = if prefix == "/cargo/registry/src/" {
+                rest.split_once('/').map_or(rest, |(_, r)| r)
+            } else {
+                rest
+            };
+            return Some(Origin::Toolchain(name_version(&first_dir(rest))));
+        }
+    }
+    const REGISTRY: &str = "/registry/src/";
+    const GIT: &str = "/git/checkouts/";
+    if let Some(i) = path.find(REGISTRY) {
+        let rest = &path[i + REGISTRY.len()..];
+        let rest = rest.split_once('/').map_or(rest, |(_, r)| r);
+        return Some(Origin::Dependency(name_version(&first_dir(rest))));
+    }
+    if let Some(i) = path.find(GIT) {
+        // `<name>-<hash>/<rev>/...`
+        let dir = first_dir(&path[i + GIT.len()..]);
+        let name = dir.rsplit_once('-').map_or(dir.as_str(), |(n, _)| n);
+        return Some(Origin::Dependency(name.replace('-', "_")));
+    }
+    None
+}
+
+/// The first path segment of a demangled function name: its crate, for
+/// `regex::Regex::new`, `<regex::Regex>::new`, `<regex::Regex as
+/// core::clone::Clone>::clone` and `hashbrown::map::{impl#5}::insert`;
+/// for `<u8 as core::fmt::Debug>::fmt` (a type without a path) the
+/// trait's crate. `None` when there is no path.
+pub(crate) fn function_crate(function: &str) -> Option<&str> {
+    let mut s = function.trim_start();
+    loop {
+        let before = s.len();
+        s = s.trim_start_matches(['<', '&', '(', '[']);
+        for p in ["mut ", "dyn ", "impl ", "*const ", "*mut ", "const "] {
+            s = s.strip_prefix(p).unwrap_or(s);
+        }
+        if s.len() == before {
+            break;
+        }
+    }
+    let end = s
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    if end > 0 && s[end..].starts_with("::") {
+        return Some(&s[..end]);
+    }
+    let (_, tr) = function.split_once(" as ")?;
+    let end = tr
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(tr.len());
+    (end > 0 && tr[end..].starts_with("::")).then(|| &tr[..end])
+}
+
+/// A function's name without its crate and module path and without
+/// generic arguments: the last two path segments
+/// (`h2::proto::streams::recv::Recv::recv_headers` → `Recv::recv_headers`;
+/// `<alloc::vec::Vec<T> as core::clone::Clone>::clone` → `Vec::clone`).
+pub(crate) fn short_function(function: &str) -> String {
+    // Split on `::` outside angle brackets.
+    let mut segs: Vec<String> = Vec::new();
+    let mut depth = 0i32;
+    let mut cur = String::new();
+    let mut chars = function.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth -= 1,
+            ':' if depth == 0 && chars.peek() == Some(&':') => {
+                chars.next();
+                segs.push(core::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    segs.push(cur);
+    let tidy = |seg: &str| -> String {
+        if let Some(inner) = seg.strip_prefix('<').and_then(|x| x.strip_suffix('>')) {
+            // `<Type as Trait>` or `<Type>`: the type's last segment.
+            let ty = short_function(inner.split(" as ").next().unwrap_or(inner));
+            return ty.rsplit("::").next().unwrap_or(&ty).to_string();
+        }
+        // Drop generic arguments: `Vec<T>` -> `Vec`.
+        seg.split('<').next().unwrap_or(seg).to_string()
+    };
+    let segs: Vec<String> = segs
+        .iter()
+        .map(|s| tidy(s))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let n = segs.len();
+    segs[n.saturating_sub(2)..].join("::")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_from_paths_and_functions() {
+        let reg = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        assert_eq!(
+            origin(
+                "http::header::map::HeaderMap<T>::try_reserve_one",
+                Some(&format!("{reg}/http-1.1.0/src/header/map.rs"))
+            ),
+            Origin::Dependency("http".into())
+        );
+        assert_eq!(
+            origin(
+                "x",
+                Some(&format!("{reg}/regex-automata-0.4.3/src/meta.rs"))
+            ),
+            Origin::Dependency("regex_automata".into())
+        );
+        assert_eq!(
+            origin(
+                "alloc::raw_vec::finish_grow",
+                Some("/rustc/59807616e1fa/library/alloc/src/raw_vec.rs")
+            ),
+            Origin::Toolchain("alloc".into())
+        );
+        assert_eq!(
+            origin(
+                "hashbrown::raw::RawTable<T,A>::reserve_rehash",
+                Some("/rust/deps/hashbrown-0.15.2/src/raw/mod.rs")
+            ),
+            Origin::Toolchain("hashbrown".into())
+        );
+        assert_eq!(
+            origin(
+                "h2::x",
+                Some("/home/u/.cargo/git/checkouts/h2-0123abcd/4f1e2d3/src/proto.rs")
+            ),
+            Origin::Dependency("h2".into())
+        );
+        assert_eq!(
+            origin("myapp::serve", Some("/home/u/src/myapp/src/main.rs")),
+            Origin::App("myapp".into())
+        );
+        assert_eq!(
+            origin("tokio::spawn", None),
+            Origin::Dependency("tokio".into())
+        );
+        assert_eq!(
+            origin("std::thread::spawn", None),
+            Origin::Toolchain("std".into())
+        );
+        assert_eq!(origin("??", None), Origin::Unknown);
+        let own = concat!(env!("CARGO_MANIFEST_DIR"), "/src/alloc/path.rs");
+        assert_eq!(
+            origin("<&mut serde_json::de::Deserializer<R> as serde_core::de::Deserializer>::deserialize_any", Some(own)),
+            Origin::Dependency("serde_json".into())
+        );
+    }
+
+    #[test]
+    fn crates_of_function_paths() {
+        assert_eq!(function_crate("regex::Regex::new"), Some("regex"));
+        assert_eq!(function_crate("<regex::Regex>::new"), Some("regex"));
+        assert_eq!(
+            function_crate("<regex::Regex as core::clone::Clone>::clone"),
+            Some("regex")
+        );
+        assert_eq!(
+            function_crate("<&mut serde_json::Ser as x::Y>::f"),
+            Some("serde_json")
+        );
+        assert_eq!(
+            function_crate("<u8 as core::fmt::Debug>::fmt"),
+            Some("core")
+        );
+        assert_eq!(
+            function_crate("hashbrown::map::{impl#5}::insert"),
+            Some("hashbrown")
+        );
+        assert_eq!(function_crate("main"), None);
+        assert_eq!(function_crate("??"), None);
+    }
+
+    #[test]
+    fn short_function_names() {
+        assert_eq!(
+            short_function("h2::proto::streams::recv::Recv::recv_headers"),
+            "Recv::recv_headers"
+        );
+        assert_eq!(
+            short_function("<alloc::vec::Vec<T> as core::clone::Clone>::clone"),
+            "Vec::clone"
+        );
+        assert_eq!(
+            short_function("http::header::map::HeaderMap<T>::try_append"),
+            "HeaderMap::try_append"
+        );
+        assert_eq!(short_function("main"), "main");
+        assert_eq!(
+            short_function("app::serve::{{closure}}"),
+            "serve::{{closure}}"
+        );
+    }
 
     #[test]
     fn durations_read_well() {

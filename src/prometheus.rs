@@ -26,6 +26,7 @@
 //! | `leakscope_heap_live_bytes` | gauge | |
 //! | `leakscope_heap_live_allocations` | gauge | |
 //! | `leakscope_heap_site_live_bytes` | gauge | `function`, `site` (top sites only) |
+//! | `leakscope_heap_site_growth_bytes_per_second` | gauge | `function`, `site` (fastest-growing sites only) |
 //! | `leakscope_objects_created_total` | counter | `type`, `site`, `name` |
 //! | `leakscope_objects_dropped_total` | counter | `type`, `site`, `name` |
 //! | `leakscope_objects_live` | gauge | `type`, `site`, `name` |

@@ -135,9 +135,12 @@ pub struct HeapSnapshot {
     pub symbolizer_evictions: u64,
     /// Whether the tracking allocator is installed and has seen allocations.
     pub allocator_active: bool,
-    /// Sampled sites (one per distinct stack), largest estimated live bytes
-    /// first. With a time window (`min_age`, `max_age`, `since`, `until`)
-    /// only the live samples in it count towards the live and age fields.
+    /// Sampled sites, one per distinct symbolized stack (stacks whose
+    /// frames have the same function, file and line are merged; see
+    /// [`HeapSite::stacks`]): suspected sites first (fastest growing
+    /// first), then largest estimated live bytes first. With a time window
+    /// (`min_age`, `max_age`, `since`, `until`) only the live samples in it
+    /// count towards the live and age fields.
     pub sites: Vec<HeapSite>,
     /// The time window applied to the live samples and what it kept;
     /// `None` for the whole live heap. Every output states it.
@@ -243,6 +246,37 @@ pub struct HeapSite {
     pub live_ages: Histogram,
     /// Estimated live bytes per age bucket (same buckets as `live_ages`).
     pub live_bytes_by_age: Vec<u64>,
+    /// Why this site looks like a leak, in words; `None` if it does not:
+    /// its live bytes grew steadily for at least a minute while its oldest
+    /// blocks stayed (the rule is in the README, "Reading the heap
+    /// report"). Suspected sites come first in [`HeapSnapshot::sites`].
+    pub suspected: Option<String>,
+    /// Estimated live bytes gained per second over the site's growth
+    /// history (up to the last 2 min 40 s; negative when shrinking, 0 when
+    /// the history spans less than one 10 s slot).
+    pub growth_bytes_per_second: f64,
+    /// How much time that rate is measured over (`None`: too short).
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub growth_window: Option<Duration>,
+    /// The most times one live sampled block of this site grew by
+    /// `realloc` (a doubling `Vec`, a growing `String`).
+    pub max_grown: u64,
+    /// Time since a live sampled block of this site last grew by
+    /// `realloc` (`None`: none did).
+    #[serde(serialize_with = "ser_opt_secs")]
+    pub last_grown: Option<Duration>,
+    /// Captured stacks merged into this site: stacks whose return
+    /// addresses differ (unrolled or duplicated code) but whose symbolized
+    /// frames (function, file, line) are identical are one site.
+    pub stacks: u64,
+    /// The crate that allocates: the crate of the first frame outside
+    /// `std`, `core` and `alloc` (of the first frame if all are inside
+    /// them), as the text report's `by crate` line counts it.
+    pub allocating_crate: Option<String>,
+    /// Live bytes per growth slot, for merging and the Prometheus growth
+    /// gauge (see `alloc/growth.rs`).
+    #[serde(skip)]
+    pub(crate) history: crate::alloc::GrowthSeries,
 }
 
 /// One stack frame of a sampled allocation.

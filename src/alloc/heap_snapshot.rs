@@ -37,13 +37,21 @@
 //! objects, bytes and sample count from the same maintained sums, so
 //! `/metrics` rendered from either is the same text. With one, a heap read
 //! keeps only the live samples in it and records in `HeapSnapshot::filter`
-//! the window and what it kept of the whole.
+//! the window and what it kept of the whole. Both also carry each site's
+//! growth history (`growth.rs`), aligned on the tables' latest slot read
+//! under the same lock, so the growth gauge is the same text too.
+//!
+//! After reading, [`heap_snapshot`] merges sites whose symbolized stacks
+//! are identical ([`merge_identical_stacks`]), judges each site's growth
+//! and names its allocating crate; [`heap_profile_view`] does not merge
+//! (a profile keeps one location per return address).
 
 use core::sync::atomic::Ordering;
 use core::time::Duration;
 use std::collections::HashMap;
 
 use super::counters::{self, META_LIVE};
+use super::growth::GrowthSeries;
 use super::guard::Guard;
 use super::sampler::current_rate;
 use super::stack::{self, CachedStack};
@@ -136,14 +144,158 @@ pub(crate) fn as_metadata<T: Clone>(f: impl FnOnce() -> T) -> T {
 /// Builds the heap part of a snapshot. The work (copying the tables,
 /// grouping, symbolizing) runs under the guard, in leakscope's metadata
 /// memory; the result is then cloned out into the caller's memory.
+///
+/// Then, unlike [`heap_profile_view`] (pprof keeps one location per
+/// stack), sites whose symbolized stacks are identical are merged
+/// ([`merge_identical_stacks`]), each site is judged by its growth history
+/// (`growth.rs`) and given its allocating crate, and suspected sites are
+/// put first.
 pub(crate) fn heap_snapshot(now: u64, window: &Window) -> HeapSnapshot {
     as_metadata(|| {
         let (mut heap, stacks) = build_heap_snapshot(now, window);
         for (site, stack) in heap.sites.iter_mut().zip(stacks) {
             site.frames = stack.map_or_else(overflow_frames, CachedStack::to_frames);
         }
+        let sites = core::mem::take(&mut heap.sites);
+        heap.sites = merge_identical_stacks(sites);
+        judge_sites(&mut heap);
         heap
     })
+}
+
+/// Merges sites whose symbolized stacks are identical: the same
+/// (function, file, line) for every frame, in order (addresses may differ:
+/// an unrolled loop, a duplicated or monomorphised copy of the same code,
+/// calls on one line). Estimates and histograms are summed, the oldest age
+/// is the oldest of the members', the growth histories are summed slot by
+/// slot (`growth.rs`). The first member (the largest, in the input's order)
+/// keeps its frames' addresses. Keeps the input's order of first members.
+///
+/// Costs one hash-map entry per site (at most 3,073) after the live walk;
+/// see `benches/heap_snapshot.rs` for the whole snapshot's time.
+pub(crate) fn merge_identical_stacks(sites: Vec<HeapSite>) -> Vec<HeapSite> {
+    // Where each site goes: the index of the first site with its frames.
+    // Sites are grouped by a hash of their (function, file, line) list,
+    // then compared frame by frame within a group (no key is built).
+    let same = |a: &HeapSite, b: &HeapSite| {
+        a.frames.len() == b.frames.len()
+            && a.frames
+                .iter()
+                .zip(&b.frames)
+                .all(|(x, y)| x.line == y.line && x.function == y.function && x.file == y.file)
+    };
+    let targets: Vec<usize> = {
+        let mut first: HashMap<u64, usize> = HashMap::with_capacity(sites.len());
+        sites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let t = *first.entry(frames_hash(s)).or_insert(i);
+                // Equal hashes of different frames (a 64-bit collision,
+                // vanishingly rare) are left unmerged, never merged wrongly.
+                if same(&sites[t], s) {
+                    t
+                } else {
+                    i
+                }
+            })
+            .collect()
+    };
+    let mut out: Vec<Option<HeapSite>> = Vec::with_capacity(sites.len());
+    for (i, site) in sites.into_iter().enumerate() {
+        let t = targets[i];
+        if t == i {
+            out.push(Some(site));
+        } else if let Some(Some(into)) = out.get_mut(t) {
+            merge_site(into, &site);
+            out.push(None);
+        } else {
+            out.push(Some(site));
+        }
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// A hash of a site's (function, line) list, a word at a time (FxHash's
+/// step): the merge's grouping hash. Equal frame lists hash equal; the
+/// file is left to the comparison (a function's name and line rarely
+/// repeat across files, and hashing long paths cost more than the rest of
+/// the merge).
+fn frames_hash(s: &HeapSite) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = 0;
+    let mut add = |w: u64| h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    for f in &s.frames {
+        let b = f.function.as_bytes();
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            add(u64::from_le_bytes(w));
+        }
+        let mut w = [0u8; 8];
+        w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        add(u64::from_le_bytes(w));
+        add(u64::from(f.line.unwrap_or(0)) | (b.len() as u64) << 32);
+    }
+    h
+}
+
+/// Adds `s` into `into` (see [`merge_identical_stacks`]).
+fn merge_site(into: &mut HeapSite, s: &HeapSite) {
+    into.live_bytes += s.live_bytes;
+    into.live_objects += s.live_objects;
+    into.allocated_bytes += s.allocated_bytes;
+    into.allocated_objects += s.allocated_objects;
+    into.live_samples += s.live_samples;
+    into.oldest_age = into.oldest_age.max(s.oldest_age);
+    into.lifetimes.merge(&s.lifetimes);
+    into.live_ages.merge(&s.live_ages);
+    if into.live_bytes_by_age.len() < s.live_bytes_by_age.len() {
+        into.live_bytes_by_age.resize(s.live_bytes_by_age.len(), 0);
+    }
+    for (a, b) in into.live_bytes_by_age.iter_mut().zip(&s.live_bytes_by_age) {
+        *a += b;
+    }
+    into.history.merge(&s.history);
+    into.max_grown = into.max_grown.max(s.max_grown);
+    into.last_grown = match (into.last_grown, s.last_grown) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    into.stacks += s.stacks;
+}
+
+/// Judges every site by its growth history, names its allocating crate,
+/// and orders the sites: suspected first (fastest growing first), then by
+/// live bytes, then by allocated bytes.
+fn judge_sites(heap: &mut HeapSnapshot) {
+    for s in &mut heap.sites {
+        let v = s.history.judge(s.oldest_age, heap.sample_rate);
+        s.growth_bytes_per_second = v.rate;
+        s.growth_window = v.window;
+        s.suspected = v.suspected;
+        s.allocating_crate = Some(
+            crate::report::allocating_origin(&s.frames)
+                .name()
+                .to_string(),
+        );
+    }
+    heap.sites.sort_by(|a, b| {
+        b.suspected
+            .is_some()
+            .cmp(&a.suspected.is_some())
+            .then_with(|| {
+                if a.suspected.is_some() {
+                    b.growth_bytes_per_second
+                        .total_cmp(&a.growth_bytes_per_second)
+                } else {
+                    core::cmp::Ordering::Equal
+                }
+            })
+            .then(b.live_bytes.cmp(&a.live_bytes))
+            .then(b.allocated_bytes.cmp(&a.allocated_bytes))
+    });
 }
 
 /// What a heap profile reads: the heap part of a snapshot as
@@ -189,6 +341,9 @@ struct LiveAgg {
     ages: [f64; BUCKETS],
     age_bytes: [f64; BUCKETS],
     age_sum_secs: f64,
+    /// The most growths of one sample, and the latest growth time.
+    grown: u32,
+    last_grown: u64,
 }
 
 /// The totals of a heap snapshot, without sites.
@@ -221,9 +376,11 @@ fn build_heap_metrics() -> HeapSnapshot {
     let stats = heap_stats();
     let mut rows = Vec::with_capacity(table::STACK_CAPACITY + 1);
     let mut pending = Vec::with_capacity(PENDING_PER_SCRAPE);
+    let anchor;
     {
         let t = table::lock();
         t.read_stacks(&mut rows, |id| !stack::has_first_frame(id), &mut pending);
+        anchor = t.slot;
     }
     if !pending.is_empty() {
         stack::symbolize_pending(&pending);
@@ -248,6 +405,8 @@ fn build_heap_metrics() -> HeapSnapshot {
             allocated_bytes: round(agg.alloc_bytes),
             allocated_objects: round(agg.alloc_objects),
             live_samples: agg.live.samples,
+            history: GrowthSeries::from_ring(&agg.growth, anchor),
+            stacks: 1,
             ..HeapSite::default()
         };
         let first = (row.id != OVERFLOW_STACK)
@@ -262,6 +421,8 @@ fn build_heap_metrics() -> HeapSnapshot {
                     into.allocated_bytes += site.allocated_bytes;
                     into.allocated_objects += site.allocated_objects;
                     into.live_samples += site.live_samples;
+                    into.history.merge(&site.history);
+                    into.stacks += 1;
                 } else {
                     by_frame.insert(f, heap.sites.len());
                     heap.sites.push(HeapSite {
@@ -298,11 +459,13 @@ fn build_heap_snapshot(
     let mut rows = Vec::with_capacity(table::STACK_CAPACITY + 1);
     let mut ips = Vec::with_capacity(table::STACK_CAPACITY);
     let mut live: Vec<Live> = Vec::with_capacity(table::LIVE_CAPACITY);
+    let anchor;
     {
         let t = table::lock();
         // Frames are copied only for stacks not in the per-stack cache.
         t.read_stacks(&mut rows, |id| stack::cached_stack(id).is_none(), &mut ips);
         t.read_live(&mut live);
+        anchor = t.slot;
     }
     // Stack id -> its row (the overflow site is the last row).
     let mut row_of = vec![u32::MAX; table::MAX_STACKS];
@@ -337,6 +500,10 @@ fn build_heap_snapshot(
         a.ages[b] += e.weight;
         a.age_bytes[b] += bytes;
         a.age_sum_secs += e.weight * age as f64 / 1e9;
+        if e.grown > 0 {
+            a.grown = a.grown.max(e.grown);
+            a.last_grown = a.last_grown.max(e.last_grown);
+        }
     }
     drop(live);
     let mut sites = Vec::with_capacity(rows.len());
@@ -358,7 +525,7 @@ fn build_heap_snapshot(
             Some(s) => stack::stack_frames(row.id, s.ips(), true),
             None => stack::cached_stack(row.id),
         };
-        sites.push((make_site(agg, la, !filtered), stack));
+        sites.push((make_site(agg, la, !filtered, now, anchor), stack));
     }
     drop(ips);
     sites.sort_by(|(a, _), (b, _)| {
@@ -395,7 +562,10 @@ fn round(x: f64) -> u64 {
 /// One stack's aggregates and live samples as a [`HeapSite`]. `maintained`:
 /// take the live objects, bytes and samples from the maintained sums (no
 /// age filter), as [`heap_metrics`] does, rather than from `la`.
-fn make_site(agg: &table::Agg, la: LiveAgg, maintained: bool) -> HeapSite {
+///
+/// `now` dates the last realloc growth; `anchor` aligns the growth history
+/// (`growth.rs`).
+fn make_site(agg: &table::Agg, la: LiveAgg, maintained: bool, now: u64, anchor: u32) -> HeapSite {
     let lifetimes: Vec<u64> = agg.lifetimes.iter().map(|&c| round(c)).collect();
     let ages: Vec<u64> = la.ages.iter().map(|&c| round(c)).collect();
     let (live_bytes, live_objects, live_samples) = if maintained {
@@ -418,5 +588,78 @@ fn make_site(agg: &table::Agg, la: LiveAgg, maintained: bool) -> HeapSite {
         lifetimes: Histogram::from_counts(&lifetimes, agg.lifetime_sum_secs),
         live_ages: Histogram::from_counts(&ages, la.age_sum_secs),
         live_bytes_by_age: la.age_bytes.iter().map(|&b| round(b)).collect(),
+        max_grown: u64::from(la.grown),
+        last_grown: (la.grown > 0)
+            .then(|| Duration::from_nanos(crate::clock::age_ns(now, la.last_grown))),
+        stacks: 1,
+        history: GrowthSeries::from_ring(&agg.growth, anchor),
+        ..HeapSite::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::table::Growth;
+
+    fn site(
+        line: u32,
+        address: u64,
+        bytes: u64,
+        oldest_s: u64,
+        slot_bytes: &[(u32, i64)],
+    ) -> HeapSite {
+        let mut g = Growth::default();
+        for &(s, b) in slot_bytes {
+            g.note(s, b);
+        }
+        let frames = vec![
+            Frame::new("app::leaf", Some("src/a.rs".into()), Some(7)).with_address(address, false),
+            Frame::new("app::caller", Some("src/a.rs".into()), Some(line))
+                .with_address(address + 1, false),
+        ];
+        HeapSite {
+            frames,
+            live_bytes: bytes,
+            live_objects: 1,
+            live_samples: 1,
+            allocated_bytes: bytes,
+            oldest_age: Some(Duration::from_secs(oldest_s)),
+            live_ages: Histogram::from_counts(&[1], 0.0),
+            live_bytes_by_age: vec![bytes, 1],
+            history: GrowthSeries::from_ring(&g, 20),
+            stacks: 1,
+            max_grown: oldest_s,
+            last_grown: Some(Duration::from_secs(oldest_s)),
+            ..HeapSite::default()
+        }
+    }
+
+    /// Same (function, file, line) everywhere, different addresses: one
+    /// site, everything summed or combined; another line stays apart.
+    #[test]
+    fn identical_symbolized_stacks_merge() {
+        let sites = vec![
+            site(10, 0x1000, 100, 5, &[(18, 50), (20, 100)]),
+            site(11, 0x2000, 7, 1, &[(19, 7)]),
+            site(10, 0x3000, 30, 9, &[(20, 30)]),
+        ];
+        let mut want = sites[0].history;
+        want.merge(&sites[2].history);
+        let m = merge_identical_stacks(sites);
+        assert_eq!(m.len(), 2);
+        let a = &m[0];
+        assert_eq!(a.frames[0].address, 0x1000, "the first member's frames");
+        assert_eq!((a.live_bytes, a.live_objects, a.live_samples), (130, 2, 2));
+        assert_eq!(a.allocated_bytes, 130);
+        assert_eq!(a.oldest_age, Some(Duration::from_secs(9)));
+        assert_eq!(a.live_ages.count(), 2);
+        assert_eq!(a.live_bytes_by_age, vec![130, 2]);
+        assert_eq!(a.history, want);
+        assert_eq!(a.stacks, 2);
+        assert_eq!(a.max_grown, 9);
+        assert_eq!(a.last_grown, Some(Duration::from_secs(5)));
+        assert_eq!(m[1].live_bytes, 7);
+        assert_eq!(m[1].stacks, 1);
     }
 }

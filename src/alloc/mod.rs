@@ -90,6 +90,7 @@ use std::alloc::System;
 
 mod counters;
 mod fork;
+mod growth;
 pub(crate) mod guard;
 mod heap_snapshot;
 mod path;
@@ -103,6 +104,7 @@ mod unwind;
 pub use self::sampler::{sample_rate, set_sample_rate, DEFAULT_SAMPLE_RATE};
 
 pub(crate) use self::fork::ForkGuard;
+pub(crate) use self::growth::GrowthSeries;
 pub(crate) use self::heap_snapshot::as_metadata;
 pub(crate) use self::heap_snapshot::{
     heap_metrics, heap_profile_view, heap_snapshot, heap_stats, last_table_read, metadata_live_raw,

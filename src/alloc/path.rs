@@ -313,11 +313,32 @@ unsafe fn realloc_cold<A: GlobalAlloc>(
         (Some(e), true) => {
             moved_sample(&e);
             // Keep the age: the data is the same allocation, grown or shrunk.
-            record_sample(q as usize, new_size as u64, Some(e.birth));
+            record_resized_sample(q as usize, new_size as u64, &e);
         }
         (Some(e), false) => moved_sample(&e),
     }
     q
+}
+
+/// The sampled path for a sample's block that a realloc resized (`old`:
+/// its previous sample): like [`record_sample`], keeping the birth and
+/// carrying the growth count and time (one more, now, if it grew).
+#[cold]
+#[inline(never)]
+fn record_resized_sample(addr: usize, size: u64, old: &Live) {
+    let _g = Guard::enter();
+    table::SAMPLES.fetch_add(1, Ordering::Relaxed);
+    let mut buf = [0usize; MAX_FRAMES];
+    let n = stack::capture(&mut buf);
+    let w = weight(size, current_rate());
+    let now = crate::clock::now_ns();
+    let grown = if size > old.size {
+        (old.grown.saturating_add(1), now)
+    } else {
+        (old.grown, old.last_grown)
+    };
+    let mut t = table::lock();
+    t.record_alloc_grown(addr, size, w, &buf[..n], old.birth, grown, now);
 }
 
 /// Counts a realloc off the fast path (never under the guard: both callers

@@ -170,6 +170,7 @@ pub(super) fn build(snap: &Snapshot, limits: &Limits, st: &mut State) -> Vec<Fam
     let h = &snap.heap;
     let mut out = heap_totals(h);
     out.push(heap_sites(h, limits));
+    out.push(heap_site_growth(h, limits));
     let aggs = admit_object_sites(snap, limits, &mut st.sticky);
     let retained = retained_families(&aggs, limits);
     let tasks = task_families(&aggs);
@@ -251,6 +252,57 @@ fn heap_sites(h: &HeapSnapshot, limits: &Limits) -> Family {
         fam.push(
             vec![("function", OTHER.into()), ("site", OTHER.into())],
             Value::Int(b),
+        );
+    }
+    fam
+}
+
+/// Heap sites' growth: stacks sharing an innermost frame merged (their
+/// growth histories summed slot by slot), the fastest growing N by name,
+/// the rest summed under `other`. Sites without a history long enough for
+/// a rate (under one 10 s slot) are left out. Rates come from integer
+/// histories aligned on the tables' latest slot, so the light and the full
+/// snapshot give the same text.
+fn heap_site_growth(h: &HeapSnapshot, limits: &Limits) -> Family {
+    let mut by_site: HashMap<(String, String), crate::alloc::GrowthSeries> = HashMap::new();
+    for s in &h.sites {
+        let (func, site) = heap_site_labels(s);
+        let k = (
+            cap_label(&func, limits.max_label_len),
+            cap_label(&site, limits.max_label_len),
+        );
+        match by_site.entry(k) {
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&s.history),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(s.history);
+            }
+        }
+    }
+    let mut sites: Vec<((String, String), f64)> = by_site
+        .into_iter()
+        .filter_map(|(k, series)| match series.rate() {
+            (r, Some(_)) => Some((k, r)),
+            _ => None,
+        })
+        .collect();
+    sites.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut fam = Family::new(
+        SITE_GROWTH,
+        Kind::Gauge,
+        "Estimated live heap bytes gained per second per allocation site (innermost frame) over its growth history (up to the last 2m40s, 10 s slots), fastest growing sites only; the rest summed under site=\"other\".",
+    );
+    let (kept, other) = top_n_plus_other(
+        sites,
+        |i, _| i < limits.top_heap_sites,
+        |acc: &mut f64, r| *acc += r,
+    );
+    for ((func, site), r) in kept {
+        fam.push(vec![("function", func), ("site", site)], Value::Float(r));
+    }
+    if let Some(r) = other {
+        fam.push(
+            vec![("function", OTHER.into()), ("site", OTHER.into())],
+            Value::Float(r),
         );
     }
     fam

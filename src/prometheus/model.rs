@@ -73,6 +73,7 @@ pub(super) const FREED_BYTES: &str = "leakscope_heap_freed_bytes_total";
 pub(super) const LIVE_BYTES: &str = "leakscope_heap_live_bytes";
 pub(super) const LIVE_ALLOCATIONS: &str = "leakscope_heap_live_allocations";
 pub(super) const SITE_LIVE_BYTES: &str = "leakscope_heap_site_live_bytes";
+pub(super) const SITE_GROWTH: &str = "leakscope_heap_site_growth_bytes_per_second";
 pub(super) const CREATED: &str = "leakscope_objects_created_total";
 pub(super) const DROPPED: &str = "leakscope_objects_dropped_total";
 pub(super) const LIVE: &str = "leakscope_objects_live";
@@ -95,7 +96,7 @@ pub(super) const MEMORY: &str = "leakscope_memory_bytes";
 
 /// Every metric name leakscope exports, in output order (stable: dashboards
 /// and alerts depend on them).
-pub const METRIC_NAMES: [&str; 26] = [
+pub const METRIC_NAMES: [&str; 27] = [
     ALLOCATIONS,
     FREES,
     ALLOCATED_BYTES,
@@ -103,6 +104,7 @@ pub const METRIC_NAMES: [&str; 26] = [
     LIVE_BYTES,
     LIVE_ALLOCATIONS,
     SITE_LIVE_BYTES,
+    SITE_GROWTH,
     CREATED,
     DROPPED,
     LIVE,
