@@ -11,7 +11,7 @@
 //!     .heap_above(2 << 30)                          // live heap above 2 GiB
 //!     .rss_above(3 << 30)                           // RSS above 3 GiB
 //!     .heap_growth(512 << 20, Duration::from_secs(600)) // +512 MiB within 10 minutes
-//!     .on_suspected_leak()                          // a tracked site flagged or retaining
+//!     .on_suspected_leak()                          // a site flagged, or retaining
 //!     .on_signal()                                  // `kill -USR2 <pid>`
 //!     .start()
 //!     .expect("dumper");
@@ -24,7 +24,7 @@
 //! | `heap_above` | the Rust heap's exact live bytes exceed the bound |
 //! | `rss_above` | RSS ([`crate::memory()`]) exceeds the bound |
 //! | `heap_growth` | live bytes now minus the lowest live bytes seen within the window exceed the bound |
-//! | `suspected_leak` | a tracked-object site is suspected (`suspected`) or holds retained objects (`retained > 0`) |
+//! | `suspected_leak` | a tracked-object site is suspected (`suspected`) or holds retained objects (`retained > 0`), or a heap site is suspected (`HeapSite::suspected`: steady growth over a minute) |
 //! | `signal` | the process got `SIGUSR2` (opt-in; the handler only sets a flag, the thread polls it) |
 //!
 //! Rules are **edge-triggered**: a rule fires once when its condition
@@ -39,8 +39,10 @@
 //! The rules are checked every [`DumperBuilder::poll_interval`] (1 s by
 //! default) from the thread `leakscope-dumps`: each check reads the
 //! allocator totals, [`crate::memory()`] if an RSS rule is set, and the
-//! tracked-object sites if the suspected-leak rule is set: no heap walk,
-//! no symbolization. [`Dumper::check_now`] runs a check on the caller's
+//! tracked-object sites if the suspected-leak rule is set, and, for that
+//! rule, a full heap read at most every 10 s (heap sites are judged on
+//! their live ages; their growth slots are 10 s long, so the verdict cannot
+//! change faster; its first read symbolizes new stacks). [`Dumper::check_now`] runs a check on the caller's
 //! thread (tests; [`DumperBuilder::manual`] starts no thread at all).
 //!
 //! # What a dump holds
@@ -151,7 +153,8 @@ impl DumperBuilder {
     }
 
     /// Fire when a tracked-object site is suspected of leaking or holds
-    /// retained objects.
+    /// retained objects, or a heap site is suspected of leaking (its live
+    /// bytes grew steadily for a minute; re-judged every 10 s).
     pub fn on_suspected_leak(mut self) -> Self {
         self.suspected = true;
         self
@@ -436,6 +439,8 @@ struct State {
     /// Times of the dumps within the last hour.
     recent: VecDeque<u64>,
     seq: u64,
+    /// The heap sites' last verdict: (time judged, any site suspected).
+    heap_judged: Option<(u64, bool)>,
 }
 
 impl Inner {
@@ -460,7 +465,7 @@ impl Inner {
             conds[2] = Some(growth(&mut st.growth, now, live, window) > b);
         }
         if cfg.suspected {
-            conds[3] = Some(object_sites_flagged(now) || heap_sites_flagged());
+            conds[3] = Some(object_sites_flagged(now) || heap_sites_flagged(&mut st, now));
         }
         if cfg.signal {
             let sig = self.signal_flag.swap(false, Ordering::AcqRel) || st.signal_pending;
@@ -640,12 +645,28 @@ fn object_sites_flagged(now: u64) -> bool {
         .any(|o| o.suspected.is_some() || o.retained > 0)
 }
 
-/// Whether a heap site is flagged as a suspected leak. Heap sites carry no
-/// such flag yet (`HeapSite::suspected` is being added in another branch);
-/// at that merge this reads the light heap view (`crate::alloc::heap_metrics`)
-/// and checks it. Until then, no heap site is flagged.
-fn heap_sites_flagged() -> bool {
-    false
+/// How often the suspected-leak rule re-judges the heap sites: a heap
+/// site's growth history moves in 10 s slots (`alloc/growth.rs`), so a
+/// judgement cannot change faster, and a full heap read (every live
+/// sample walked; ~50 ms for 100k of them) every poll would cost a canary
+/// a few percent of a core for nothing.
+const HEAP_JUDGE_EVERY_NS: u64 = 10_000_000_000;
+
+/// Whether a heap site is flagged as a suspected leak
+/// ([`crate::HeapSite::suspected`]: steady growth over at least a minute).
+/// Judging needs the sites' oldest live ages, which only a full heap read
+/// has (the light `/metrics` view does not walk the live samples), so the
+/// verdict is kept for [`HEAP_JUDGE_EVERY_NS`].
+fn heap_sites_flagged(st: &mut State, now: u64) -> bool {
+    if let Some((at, v)) = st.heap_judged {
+        if now.saturating_sub(at) < HEAP_JUDGE_EVERY_NS {
+            return v;
+        }
+    }
+    let heap = crate::alloc::heap_snapshot(now, &crate::window::Window::default());
+    let v = heap.sites.iter().any(|s| s.suspected.is_some());
+    st.heap_judged = Some((now, v));
+    v
 }
 
 /// Writes `bytes` to `dir/name` atomically: a hidden temporary in the same

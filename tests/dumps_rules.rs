@@ -45,6 +45,12 @@ fn big(n: u64) -> Vec<u8> {
     black_box(vec![1u8; n as usize])
 }
 
+/// A heap-only leak: 16 KiB kept per call.
+#[inline(never)]
+fn leak_chunk(keep: &mut Vec<Box<[u8]>>) {
+    keep.push(black_box(vec![2u8; 16 << 10]).into_boxed_slice());
+}
+
 #[derive(Debug)]
 struct Ctx(#[allow(dead_code)] u32);
 
@@ -145,6 +151,38 @@ fn each_rule_fires_once_per_condition() {
     assert_eq!(d.stats().written, 1);
     assert!(stems(&dir)[0].ends_with("-suspected_leak"));
     drop(d);
+
+    // suspected_leak, heap half: no tracked object anywhere, one heap site
+    // growing steadily (64 KiB per 10 s); fires once, after a minute.
+    let rate = leakscope::sample_rate();
+    leakscope::set_sample_rate(4096);
+    let dir = tmp.path().join("heap-suspect");
+    let d = no_limits(Dumper::builder(&dir).on_suspected_leak())
+        .start()
+        .unwrap();
+    let mut keep = Vec::new();
+    let mut fired_at = Vec::new();
+    for step in 0..14u32 {
+        advance_clock(Duration::from_secs(10));
+        for _ in 0..4 {
+            leak_chunk(&mut keep);
+        }
+        if d.check_now() == [rule::SUSPECTED_LEAK] {
+            fired_at.push(step);
+        }
+    }
+    assert_eq!(fired_at.len(), 1, "fired once: at steps {fired_at:?}");
+    assert!(
+        fired_at[0] >= 5,
+        "not before a minute: at step {}",
+        fired_at[0]
+    );
+    assert!(stems(&dir)[0].ends_with("-suspected_leak"));
+    let report = std::fs::read_to_string(dir.join(format!("{}.txt", stems(&dir)[0]))).unwrap();
+    assert!(report.contains("leak_chunk"), "{report}");
+    drop(keep);
+    drop(d);
+    leakscope::set_sample_rate(rate);
 
     // signal: each SIGUSR2 asks for one dump; two before a check, one dump.
     let dir = tmp.path().join("signal");
