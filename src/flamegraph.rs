@@ -88,11 +88,14 @@ pub fn heap_svg(snapshot: &Snapshot) -> Result<Vec<u8>, Error> {
         fmt_bytes(snapshot.heap.live_bytes),
         snapshot.heap.sample_rate
     );
+    // A filtered view says so (the time window and what it kept).
+    let subtitle = snapshot.heap.filter.as_ref().map(ToString::to_string);
     if lines.is_empty() {
-        return Ok(empty_svg(&title));
+        return Ok(empty_svg(&title, subtitle.as_deref()));
     }
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = title;
+    opts.subtitle = subtitle;
     opts.count_name = "bytes".to_owned();
     opts.colors =
         inferno::flamegraph::Palette::Basic(inferno::flamegraph::color::BasicPalette::Mem);
@@ -102,7 +105,7 @@ pub fn heap_svg(snapshot: &Snapshot) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-fn empty_svg(title: &str) -> Vec<u8> {
+fn empty_svg(title: &str, subtitle: Option<&str>) -> Vec<u8> {
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -112,9 +115,11 @@ fn empty_svg(title: &str) -> Vec<u8> {
         "<?xml version=\"1.0\" standalone=\"no\"?>\n\
          <svg version=\"1.1\" width=\"1200\" height=\"80\" xmlns=\"http://www.w3.org/2000/svg\">\n\
          <text x=\"600\" y=\"24\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"17\">{}</text>\n\
-         <text x=\"600\" y=\"56\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"12\">no sampled allocation is live</text>\n\
+         <text x=\"600\" y=\"44\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"12\">{}</text>\n\
+         <text x=\"600\" y=\"64\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"12\">no sampled allocation is live</text>\n\
          </svg>\n",
-        esc(title)
+        esc(title),
+        esc(subtitle.unwrap_or(""))
     )
     .into_bytes()
 }
@@ -152,5 +157,37 @@ mod tests {
         let svg = String::from_utf8(heap_svg(&Snapshot::default()).unwrap()).unwrap();
         assert!(svg.contains("<svg"));
         assert!(svg.contains("no sampled allocation is live"));
+    }
+
+    /// A time-filtered graph states its window, empty or not.
+    #[test]
+    fn a_filtered_graph_says_so() {
+        let mut snap = Snapshot::default();
+        snap.heap.filter = Some(crate::snapshot::HeapFilter {
+            min_age: Some(core::time::Duration::from_secs(600)),
+            youngest: Some(core::time::Duration::from_secs(600)),
+            kept_bytes: 4096,
+            total_bytes: 8192,
+            ..Default::default()
+        });
+        let empty = String::from_utf8(heap_svg(&snap).unwrap()).unwrap();
+        assert!(empty.contains("min_age=10m"), "{empty}");
+        snap.heap.sites.push(HeapSite {
+            frames: vec![Frame::new("main", None, None)],
+            live_bytes: 4096,
+            ..Default::default()
+        });
+        let svg = String::from_utf8(heap_svg(&snap).unwrap()).unwrap();
+        assert!(svg.contains("min_age=10m"), "{svg}");
+        assert!(svg.contains("4.0 KiB of 8.0 KiB"), "{svg}");
+        let unfiltered = Snapshot {
+            heap: crate::snapshot::HeapSnapshot {
+                filter: None,
+                ..snap.heap.clone()
+            },
+            ..snap.clone()
+        };
+        let plain = String::from_utf8(heap_svg(&unfiltered).unwrap()).unwrap();
+        assert!(!plain.contains("min_age"), "{plain}");
     }
 }

@@ -165,6 +165,11 @@ pub(crate) fn origin(function: &str, file: Option<&str>) -> Origin {
 /// leakscope's own source directory, as its debug info names it.
 const OWN_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
 
+/// Whether `file` is one of leakscope's own sources (see [`origin`]).
+pub(crate) fn is_own_source(file: &str) -> bool {
+    file.starts_with(OWN_SRC)
+}
+
 /// The crate of a source path, when the path says (see [`origin`]).
 fn origin_of_path(path: &str) -> Option<Origin> {
     let name_version = |dir: &str| -> String {

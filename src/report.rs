@@ -82,6 +82,10 @@ impl Snapshot {
         if retained > 0 {
             out.push_str(&format!(" | {retained} retained"));
         }
+        if let Some(filter) = &self.heap.filter {
+            // The sites below are filtered: say so on the first line too.
+            out.push_str(&format!(" | filtered: {}", filter.window_text()));
+        }
         out
     }
 
@@ -358,10 +362,16 @@ fn write_heap_site(f: &mut fmt::Formatter<'_>, s: &HeapSite) -> fmt::Result {
         .first()
         .map(|fr| fr.function.as_str())
         .unwrap_or("??");
-    let at = s.frames.first().map(Frame::location).unwrap_or_default();
+    // A frame without a file has no location to add to its function.
+    let at = s
+        .frames
+        .first()
+        .filter(|fr| fr.file.is_some())
+        .map(|fr| format!("  ({})", fr.location()))
+        .unwrap_or_default();
     writeln!(
         f,
-        "  {:>10} in {:>6} allocs{}  {}  ({})",
+        "  {:>10} in {:>6} allocs{}  {}{}",
         fmt_bytes(s.live_bytes),
         s.live_objects,
         s.oldest_age
@@ -587,6 +597,23 @@ mod tests {
         assert!(
             r.contains("live bytes by allocating crate (first frame outside std/core/alloc): http 90%, myapp (app) 10%"),
             "{r}"
+        );
+    }
+
+    /// The first line of a filtered report says it is filtered.
+    #[test]
+    fn summary_states_a_filter() {
+        let mut s = Snapshot::default();
+        assert!(!s.summary().contains("filtered"));
+        s.heap.filter = Some(crate::snapshot::HeapFilter {
+            max_age: Some(Duration::from_secs(3600)),
+            oldest: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        });
+        let line = s.summary();
+        assert!(
+            line.ends_with("| filtered: heap born at most 1h ago (max_age=1h)"),
+            "{line}"
         );
     }
 

@@ -148,10 +148,16 @@ fn lookup_pcs(ips: &[usize]) -> Vec<usize> {
 fn push_frames(out: &mut Vec<Frame>, address: u64, syms: &[Sym]) {
     let last = syms.len().saturating_sub(1);
     for (k, s) in syms.iter().enumerate() {
+        // leakscope's allocator code inlined into the caller with no
+        // inline record of its own lends the caller's frame its location
+        // (`src/alloc/path.rs`): that is not where the caller allocated,
+        // so the location is left unknown rather than wrong.
+        let lent = !is_own_frame(&s.function)
+            && s.file.as_deref().is_some_and(crate::format::is_own_source);
         out.push(Frame {
             function: s.function.clone(),
-            file: s.file.clone(),
-            line: s.line,
+            file: if lent { None } else { s.file.clone() },
+            line: if lent { None } else { s.line },
             address,
             inlined: k < last,
         });
@@ -491,6 +497,39 @@ mod tests {
             .ends_with("stack.rs"));
         // Symbols are cached: a second pass returns the same frames.
         assert_eq!(symbolize_all(&ips), frames);
+    }
+
+    /// A caller whose location the debug info gives as leakscope's own
+    /// inlined allocator code gets no location, not a wrong one; its own
+    /// frames and others keep theirs.
+    #[test]
+    fn a_location_lent_by_inlined_allocator_code_is_dropped() {
+        let own = concat!(env!("CARGO_MANIFEST_DIR"), "/src/alloc/path.rs");
+        let sym = |function: &str, file: &str| Sym {
+            function: function.to_string(),
+            file: Some(file.to_string()),
+            line: Some(42),
+        };
+        let mut out = Vec::new();
+        push_frames(
+            &mut out,
+            0x1000,
+            &[
+                sym("leakscope::alloc::path::alloc_entry", own),
+                sym("serde_json::de::Deserializer::deserialize_any", own),
+                sym("app::handle", "src/main.rs"),
+            ],
+        );
+        assert_eq!(out[0].file.as_deref(), Some(own));
+        assert_eq!((out[1].file.as_deref(), out[1].line), (None, None));
+        assert_eq!(
+            out[1].function,
+            "serde_json::de::Deserializer::deserialize_any"
+        );
+        assert_eq!(
+            (out[2].file.as_deref(), out[2].line),
+            (Some("src/main.rs"), Some(42))
+        );
     }
 
     #[test]
