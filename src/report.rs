@@ -279,6 +279,7 @@ fn write_heap(f: &mut fmt::Formatter<'_>, h: &HeapSnapshot) -> fmt::Result {
         return writeln!(f, "  no sampled allocation is live");
     }
     write_by_crate(f, &live)?;
+    write_suspected_groups(f, &live)?;
     writeln!(
         f,
         "top sites, suspected leaks first, then by estimated live bytes:"
@@ -288,6 +289,67 @@ fn write_heap(f: &mut fmt::Formatter<'_>, h: &HeapSnapshot) -> fmt::Result {
     }
     if live.len() > REPORT_TOP {
         writeln!(f, "  ... and {} more sites", live.len() - REPORT_TOP)?;
+    }
+    Ok(())
+}
+
+/// Suspected sites grouped by the application frame they are all called
+/// from (the first frame of the application's own code on each stack,
+/// function, file and line alike): one leak usually shows as several sites
+/// (a map's nodes, its keys, its values), all allocated for the same line
+/// of the application. Printed only when some group has two or more sites.
+/// Sites are grouped by that shared caller, not by growing in proportion:
+/// two leaks behind one line read as one group, and sites with no frame of
+/// the application's are not grouped.
+fn write_suspected_groups(f: &mut fmt::Formatter<'_>, live: &[&HeapSite]) -> fmt::Result {
+    struct Group<'a> {
+        at: &'a Frame,
+        sites: usize,
+        bytes: u64,
+        rate: f64,
+    }
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for s in live.iter().filter(|s| s.suspected.is_some()) {
+        let Some(at) = s
+            .frames
+            .iter()
+            .find(|fr| matches!(origin(&fr.function, fr.file.as_deref()), Origin::App(_)))
+        else {
+            continue;
+        };
+        let same = |g: &Group<'_>| {
+            g.at.function == at.function && g.at.file == at.file && g.at.line == at.line
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(g) => {
+                g.sites += 1;
+                g.bytes += s.live_bytes;
+                g.rate += s.growth_bytes_per_second;
+            }
+            None => groups.push(Group {
+                at,
+                sites: 1,
+                bytes: s.live_bytes,
+                rate: s.growth_bytes_per_second,
+            }),
+        }
+    }
+    if !groups.iter().any(|g| g.sites > 1) {
+        return Ok(());
+    }
+    groups.sort_by(|a, b| b.rate.total_cmp(&a.rate));
+    writeln!(f, "suspected leaks by the application's call site:")?;
+    for g in &groups {
+        writeln!(
+            f,
+            "  {:>10} (+{}/s) in {} suspected site{}, all called from {} ({})",
+            fmt_bytes(g.bytes),
+            fmt_bytes(g.rate.max(0.0) as u64),
+            g.sites,
+            if g.sites == 1 { "" } else { "s" },
+            g.at.function,
+            g.at.location()
+        )?;
     }
     Ok(())
 }
@@ -515,6 +577,51 @@ mod tests {
     /// A stack through two dependency crates (http, called by h2) into
     /// the application, with std below: one sentence naming each crate
     /// once, runs inside one crate collapsed.
+    /// Suspected sites that share the application frame they are called
+    /// from are summed under it; a lone suspected site and unsuspected ones
+    /// are not grouped, and nothing is printed without a group of two.
+    #[test]
+    fn suspected_sites_group_by_application_caller() {
+        let reg = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        let site = |lib: &str, app_line: u32, bytes: u64, suspected: bool| HeapSite {
+            frames: vec![
+                Frame::new(
+                    format!("serde_json::{lib}"),
+                    Some(format!("{reg}/serde_json-1.0.0/src/de.rs")),
+                    Some(1),
+                ),
+                Frame::new(
+                    "myapp::Cache::remember",
+                    Some("/home/u/myapp/src/main.rs".into()),
+                    Some(app_line),
+                ),
+            ],
+            live_bytes: bytes,
+            suspected: suspected.then(|| "grew".to_string()),
+            growth_bytes_per_second: if suspected { 1024.0 } else { 0.0 },
+            ..Default::default()
+        };
+        let mut snap = Snapshot::default();
+        snap.heap.allocator_active = true;
+        snap.heap.sites = vec![
+            site("a", 44, 3 << 20, true),
+            site("b", 44, 1 << 20, true),
+            site("c", 50, 1 << 20, true),
+            site("d", 44, 8 << 20, false),
+        ];
+        let text = snap.to_string();
+        assert!(
+            text.contains("4.0 MiB (+2.0 KiB/s) in 2 suspected sites, all called from myapp::Cache::remember (/home/u/myapp/src/main.rs:44)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1.0 MiB (+1.0 KiB/s) in 1 suspected site, all called from myapp::Cache::remember (/home/u/myapp/src/main.rs:50)"),
+            "{text}"
+        );
+        snap.heap.sites.remove(1);
+        assert!(!snap.to_string().contains("suspected leaks by"));
+    }
+
     #[test]
     fn crate_boundaries_collapse_runs() {
         let reg = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";

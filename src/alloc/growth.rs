@@ -163,7 +163,7 @@ impl GrowthSeries {
         let kept = oldest >= span / 2;
         if grew && steady && kept {
             verdict.suspected = Some(format!(
-                "live bytes grew steadily from {} to {} over {} (+{}/s; up in {up} and down in {down} of {steps} slots of {}s), while its oldest live block ({}) stayed",
+                "live bytes grew steadily from {} to {} over {} (+{}/s; up in {up} and down in {down} of {steps} slots of {}s), old memory kept while new piles up (its oldest live block is {} old)",
                 fmt_bytes(first.max(0) as u64),
                 fmt_bytes(last.max(0) as u64),
                 fmt_duration(span),
