@@ -69,6 +69,25 @@ fn example_reports_the_leak_first() {
         "{report}"
     );
     assert!(report.contains("by allocating crate"), "{report}");
+    // The map's nodes and its values are two suspected sites or more,
+    // summed under the application line they are all allocated for.
+    let suspects = snap
+        .heap
+        .sites
+        .iter()
+        .filter(|s| s.suspected.is_some())
+        .count();
+    assert!(suspects >= 2, "{report}");
+    let group = report
+        .lines()
+        .find(|l| l.contains("suspected sites, all called from"))
+        .unwrap_or_else(|| panic!("no group line\n{report}"));
+    assert!(
+        group.contains(&format!("in {suspects} suspected sites"))
+            && group.contains("ResponseCache::remember (")
+            && group.contains("heap_growth.rs:44)"),
+        "{group}\n{report}"
+    );
     // The JSON lists it first as well (same order), with the reason.
     let json = serde_json::to_value(&snap).expect("serializes");
     let j0 = &json["heap"]["sites"][0];
