@@ -687,7 +687,7 @@ fn read_stacks() -> Stacks {
                 let thread_stack = is_thread_stack(&prev, &line);
                 if line.main_stack || thread_stack {
                     out.count += 1;
-                    out.mapped += (line.end - line.start) as u64;
+                    out.mapped += line.end.saturating_sub(line.start) as u64;
                     out.resident += resident_bytes(line.start, line.end);
                 }
                 prev = line;
