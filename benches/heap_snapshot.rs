@@ -14,52 +14,14 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion};
 use leakscope::TrackingAllocator;
 
+#[path = "common/many_stacks.rs"]
+mod many_stacks;
+
 #[global_allocator]
 static GLOBAL: TrackingAllocator = TrackingAllocator::system();
 
-/// Distinct stacks: each is a path of `LEVELS` binary choices.
-const LEVELS: u32 = 12;
-const STACKS: u32 = 3000;
-/// Live blocks per stack: 3000 × 33 = 99 000 live samples.
-const PER_STACK: usize = 33;
-
-#[inline(never)]
-fn left(i: u32, level: u32, out: &mut Vec<Box<[u8]>>) {
-    step(i, level + 1, out);
-    black_box(());
-}
-
-#[inline(never)]
-fn right(i: u32, level: u32, out: &mut Vec<Box<[u8]>>) {
-    step(i, level + 1, out);
-    black_box(());
-}
-
-#[inline(never)]
-fn step(i: u32, level: u32, out: &mut Vec<Box<[u8]>>) {
-    if level == LEVELS {
-        leaf(i, out);
-    } else if i >> level & 1 == 0 {
-        left(i, level, out);
-    } else {
-        right(i, level, out);
-    }
-}
-
-#[inline(never)]
-fn leaf(i: u32, out: &mut Vec<Box<[u8]>>) {
-    for k in 0..PER_STACK {
-        out.push(vec![0u8; 64 + (i as usize + k) % 512].into_boxed_slice());
-    }
-}
-
 fn bench(c: &mut Criterion) {
-    leakscope::set_sample_rate(1);
-    let mut live = Vec::with_capacity(STACKS as usize * PER_STACK);
-    for i in 0..STACKS {
-        step(i, 0, &mut live);
-    }
-    leakscope::set_sample_rate(0);
+    let live = many_stacks::build();
     let st = leakscope::heap_stats();
     let t = Instant::now();
     let first = leakscope::snapshot();
