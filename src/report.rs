@@ -282,7 +282,7 @@ fn write_heap(f: &mut fmt::Formatter<'_>, h: &HeapSnapshot) -> fmt::Result {
     write_suspected_groups(f, &live)?;
     writeln!(
         f,
-        "top sites, suspected leaks first, then by estimated live bytes:"
+        "top sites, suspected leaks first, then growing sites, then by estimated live bytes:"
     )?;
     for s in live.iter().take(REPORT_TOP) {
         write_heap_site(f, s)?;
@@ -444,6 +444,13 @@ fn write_heap_site(f: &mut fmt::Formatter<'_>, s: &HeapSite) -> fmt::Result {
     )?;
     if let Some(why) = &s.suspected {
         writeln!(f, "      SUSPECTED LEAK: {why}")?;
+    } else if let (true, Some(w)) = (s.growing, s.growth_window) {
+        writeln!(
+            f,
+            "      GROWING: live bytes +{}/s, steadily, over the last {} (flagged as a leak once it lasts a minute)",
+            fmt_bytes(s.growth_bytes_per_second.max(0.0) as u64),
+            fmt_duration(w)
+        )?;
     } else if let Some(w) = s.growth_window {
         let r = s.growth_bytes_per_second;
         if r.abs() >= 1.0 {

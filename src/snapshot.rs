@@ -251,6 +251,11 @@ pub struct HeapSite {
     /// blocks stayed (the rule is in the README, "Reading the heap
     /// report"). Suspected sites come first in [`HeapSnapshot::sites`].
     pub suspected: Option<String>,
+    /// Not suspected (yet), but growing by the same rule over a shorter
+    /// span (at least 20 s, under a minute): listed right after the
+    /// suspected sites, so a leak younger than a minute is not ranked below
+    /// an old, flat table.
+    pub growing: bool,
     /// Estimated live bytes gained per second over the site's growth
     /// history (up to the last 2 min 40 s; negative when shrinking, 0 when
     /// the history spans less than one 10 s slot).

@@ -236,6 +236,25 @@ fn growth_is_flagged_in_its_window_and_a_flat_table_never() {
         if k < 5 {
             assert_eq!(leak.suspected, None, "step {k}\n{snap}");
         }
+        if (3..5).contains(&k) {
+            // Under a minute: not flagged, but growing, and listed before
+            // the flat table that holds far more.
+            assert!(leak.growing, "step {k}\n{snap}");
+            let rank = |f: &str| {
+                snap.heap
+                    .sites
+                    .iter()
+                    .position(|s| s.frames.iter().any(|fr| fr.function.contains(f)))
+            };
+            assert!(
+                rank("leak_chunk") < rank("build_flat_table"),
+                "step {k}: the growing leak is listed first\n{snap}"
+            );
+            assert!(snap.to_string().contains("GROWING: live bytes +"), "{snap}");
+        }
+        if k >= 7 {
+            assert!(!leak.growing, "suspected, no longer just growing");
+        }
         if k >= 7 {
             assert!(leak.suspected.is_some(), "step {k}\n{snap}");
             // Exported as a growth gauge for the site.
@@ -258,6 +277,7 @@ fn growth_is_flagged_in_its_window_and_a_flat_table_never() {
         }
         for s in sites(&snap, "build_flat_table") {
             assert_eq!(s.suspected, None, "step {k}\n{snap}");
+            assert!(!s.growing, "step {k}\n{snap}");
         }
         for s in sites(&snap, "noise_request") {
             assert_eq!(s.suspected, None, "step {k}\n{snap}");

@@ -31,6 +31,11 @@
 //!   kept while new memory piles up (a cache replacing its entries as it
 //!   grows is not flagged by this rule).
 //!
+//! A site that meets all of this over at least [`GROWING_SLOTS`] slots but
+//! less than a minute is not flagged; it is *growing*, and snapshots list
+//! it after the suspected sites and before the rest (a leak that has run
+//! for 30 s is not listed below an old, flat table).
+//!
 //! A table filled once and then flat never matches: its series is flat
 //! after the slot it was filled in. A table still being filled (a cache
 //! warming for minutes) does, while it fills; its `suspected` text says
@@ -43,6 +48,9 @@ use crate::format::{fmt_bytes, fmt_duration};
 
 /// Slots the rule's window must span (6 × 10 s = 1 minute).
 pub(crate) const MIN_SPAN_SLOTS: usize = 6;
+/// Slots a site must have grown over, by the same rule but the span, to be
+/// ranked as growing before it can be flagged (2 × 10 s).
+pub(crate) const GROWING_SLOTS: usize = 2;
 /// Net growth must exceed this many sample intervals (`rate` bytes each).
 pub(crate) const FLOOR_SAMPLES: u64 = 8;
 /// ... and this many bytes (for tiny sample rates).
@@ -75,6 +83,11 @@ pub(crate) struct Verdict {
     pub(crate) window: Option<Duration>,
     /// The rule's reason, when it fires.
     pub(crate) suspected: Option<String>,
+    /// Not flagged (yet), but the rule holds over a shorter span (at least
+    /// [`GROWING_SLOTS`] slots): ranked after suspected sites and before
+    /// the rest, so a leak that has run for less than a minute is not
+    /// listed below an old, flat table.
+    pub(crate) growing: bool,
 }
 
 impl GrowthSeries {
@@ -139,13 +152,14 @@ impl GrowthSeries {
             rate,
             window,
             suspected: None,
+            growing: false,
         };
         let v = self.observed();
         let Some(span) = window else {
             return verdict;
         };
         let steps = v.len() - 1;
-        if steps < MIN_SPAN_SLOTS {
+        if steps < GROWING_SLOTS {
             return verdict;
         }
         let (first, last) = (v[0], v[steps]);
@@ -161,7 +175,9 @@ impl GrowthSeries {
         let steady = up * 3 >= steps && down * 4 <= steps && never_fell;
         let oldest = oldest.unwrap_or_default();
         let kept = oldest >= span / 2;
-        if grew && steady && kept {
+        if grew && steady && kept && steps < MIN_SPAN_SLOTS {
+            verdict.growing = true;
+        } else if grew && steady && kept {
             verdict.suspected = Some(format!(
                 "live bytes grew steadily from {} to {} over {} (+{}/s; up in {up} and down in {down} of {steps} slots of {}s), old memory kept while new piles up (its oldest live block is {} old)",
                 fmt_bytes(first.max(0) as u64),
@@ -189,6 +205,26 @@ mod tests {
     }
 
     const MIB: i64 = 1 << 20;
+
+    /// Growth over 20-50 s: not flagged, but growing; a minute of it is
+    /// flagged and no longer merely growing; flat is neither.
+    #[test]
+    fn growing_before_a_minute_then_flagged() {
+        let mut points = Vec::new();
+        for k in 0..=8u32 {
+            points.push((100 + k, (k as i64 + 1) * MIB));
+            let s = GrowthSeries::from_ring(&ring(&points), 100 + k);
+            let v = s.judge(Some(Duration::from_secs(10 * u64::from(k) + 5)), 4096);
+            match k {
+                0 | 1 => assert!(!v.growing && v.suspected.is_none(), "{k}: {v:?}"),
+                2..=5 => assert!(v.growing && v.suspected.is_none(), "{k}: {v:?}"),
+                _ => assert!(!v.growing && v.suspected.is_some(), "{k}: {v:?}"),
+            }
+        }
+        let flat = GrowthSeries::from_ring(&ring(&[(100, 16 * MIB)]), 105);
+        let v = flat.judge(Some(Duration::from_secs(3600)), 4096);
+        assert!(!v.growing && v.suspected.is_none(), "{v:?}");
+    }
 
     #[test]
     fn a_table_filled_once_is_never_flagged() {

@@ -267,26 +267,29 @@ fn merge_site(into: &mut HeapSite, s: &HeapSite) {
 }
 
 /// Judges every site by its growth history, names its allocating crate,
-/// and orders the sites: suspected first (fastest growing first), then by
-/// live bytes, then by allocated bytes.
+/// and orders the sites: suspected first, then growing (both fastest
+/// growing first), then by live bytes, then by allocated bytes.
 fn judge_sites(heap: &mut HeapSnapshot) {
     for s in &mut heap.sites {
         let v = s.history.judge(s.oldest_age, heap.sample_rate);
         s.growth_bytes_per_second = v.rate;
         s.growth_window = v.window;
         s.suspected = v.suspected;
+        s.growing = v.growing;
         s.allocating_crate = Some(
             crate::report::allocating_origin(&s.frames)
                 .name()
                 .to_string(),
         );
     }
+    // Suspected, then growing (the rule over less than a minute), then the
+    // rest; the first two fastest growing first.
+    let rank = |s: &HeapSite| 2 * u8::from(s.suspected.is_some()) + u8::from(s.growing);
     heap.sites.sort_by(|a, b| {
-        b.suspected
-            .is_some()
-            .cmp(&a.suspected.is_some())
+        rank(b)
+            .cmp(&rank(a))
             .then_with(|| {
-                if a.suspected.is_some() {
+                if rank(a) > 0 {
                     b.growth_bytes_per_second
                         .total_cmp(&a.growth_bytes_per_second)
                 } else {
