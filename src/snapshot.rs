@@ -252,7 +252,7 @@ pub struct HeapSite {
     /// report"). Suspected sites come first in [`HeapSnapshot::sites`].
     pub suspected: Option<String>,
     /// Not suspected (yet), but growing by the same rule over a shorter
-    /// span (at least 20 s, under a minute): listed right after the
+    /// span (at least one 10 s step, under a minute): listed right after the
     /// suspected sites, so a leak younger than a minute is not ranked below
     /// an old, flat table.
     pub growing: bool,

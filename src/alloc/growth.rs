@@ -49,8 +49,10 @@ use crate::format::{fmt_bytes, fmt_duration};
 /// Slots the rule's window must span (6 × 10 s = 1 minute).
 pub(crate) const MIN_SPAN_SLOTS: usize = 6;
 /// Slots a site must have grown over, by the same rule but the span, to be
-/// ranked as growing before it can be flagged (2 × 10 s).
-pub(crate) const GROWING_SLOTS: usize = 2;
+/// ranked as growing before it can be flagged (one 10 s step: a table
+/// filled across a slot boundary reads as growing for at most three steps,
+/// after which one step up in several is no longer steady).
+pub(crate) const GROWING_SLOTS: usize = 1;
 /// Net growth must exceed this many sample intervals (`rate` bytes each).
 pub(crate) const FLOOR_SAMPLES: u64 = 8;
 /// ... and this many bytes (for tiny sample rates).
@@ -206,7 +208,7 @@ mod tests {
 
     const MIB: i64 = 1 << 20;
 
-    /// Growth over 20-50 s: not flagged, but growing; a minute of it is
+    /// Growth over 10-50 s: not flagged, but growing; a minute of it is
     /// flagged and no longer merely growing; flat is neither.
     #[test]
     fn growing_before_a_minute_then_flagged() {
@@ -216,14 +218,23 @@ mod tests {
             let s = GrowthSeries::from_ring(&ring(&points), 100 + k);
             let v = s.judge(Some(Duration::from_secs(10 * u64::from(k) + 5)), 4096);
             match k {
-                0 | 1 => assert!(!v.growing && v.suspected.is_none(), "{k}: {v:?}"),
-                2..=5 => assert!(v.growing && v.suspected.is_none(), "{k}: {v:?}"),
+                0 => assert!(!v.growing && v.suspected.is_none(), "{k}: {v:?}"),
+                1..=5 => assert!(v.growing && v.suspected.is_none(), "{k}: {v:?}"),
                 _ => assert!(!v.growing && v.suspected.is_some(), "{k}: {v:?}"),
             }
         }
         let flat = GrowthSeries::from_ring(&ring(&[(100, 16 * MIB)]), 105);
         let v = flat.judge(Some(Duration::from_secs(3600)), 4096);
         assert!(!v.growing && v.suspected.is_none(), "{v:?}");
+        // Filled across a slot boundary: growing for a few steps, then one
+        // step up in several is not steady.
+        let straddle = ring(&[(100, 8 * MIB), (101, 16 * MIB)]);
+        for (anchor, want) in [(101, true), (103, true), (104, false), (115, false)] {
+            let s = GrowthSeries::from_ring(&straddle, anchor);
+            let v = s.judge(Some(Duration::from_secs(3600)), 4096);
+            assert_eq!(v.growing, want, "anchor {anchor}: {v:?}");
+            assert!(v.suspected.is_none());
+        }
     }
 
     #[test]
