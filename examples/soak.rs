@@ -8,8 +8,13 @@
 //!   killed and counted as a failure (`hung`), never waited on for ever;
 //! - a signal storm: `SIGUSR1` sent to the allocating threads every
 //!   millisecond, with a handler that allocates and frees;
-//! - snapshots in a loop, and scrapes of the debug server
-//!   (`/metrics`, `/debug/pprof/heap`) over plain `TcpStream` GETs.
+//! - snapshots in a loop (plain, and windowed by age and by mark), marks,
+//!   memory readings, and scrapes of the debug server (`/metrics`,
+//!   `/debug/pprof/heap`, `/debug/memory`, windowed leak reports) over
+//!   plain `TcpStream` GETs;
+//! - blocks grown by `realloc` (the sampled path's resized samples);
+//! - a dumper checking every 50 ms (heap growth and suspected-leak rules)
+//!   into a temporary directory, under its rate limit and caps.
 //!
 //! Then it stops everything, joins, and prints what it did and the final
 //! reconciliation: live bytes against the baseline, live tracked objects,
@@ -153,6 +158,16 @@ fn churn(round: u64, keep: &mut Vec<Vec<u8>>) {
     });
     let s = format!("{round}{:?}", black_box(&r));
     black_box(s);
+    // A buffer grown by realloc: sampled blocks carry their growth count.
+    let mut grown: Vec<u8> = Vec::with_capacity(16);
+    for k in 0..(64 + round % 512) {
+        grown.push(k as u8);
+    }
+    if round.is_multiple_of(16) {
+        keep.push(grown);
+    } else {
+        black_box(grown);
+    }
     if keep.len() > 256 {
         keep.drain(..128);
     }
@@ -202,8 +217,24 @@ fn thread_churn() {
 }
 
 fn snapshots() {
+    let mut i = 0u64;
     while !STOP.load(Ordering::Relaxed) {
-        let s = leakscope::snapshot();
+        let s = match i % 4 {
+            0 => leakscope::snapshot(),
+            1 => leakscope::snapshot_with(
+                &leakscope::SnapshotOptions::new().max_age(Duration::from_millis(500)),
+            ),
+            2 => match leakscope::SnapshotOptions::new().since_mark("soak-phase") {
+                Ok(o) => leakscope::snapshot_with(&o),
+                Err(_) => leakscope::snapshot(),
+            },
+            _ => {
+                black_box(leakscope::memory());
+                leakscope::mark("soak-phase").expect("a valid mark name");
+                leakscope::snapshot()
+            }
+        };
+        i += 1;
         black_box(s.heap.sites.len());
         SNAPSHOTS.fetch_add(1, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(20));
@@ -234,10 +265,11 @@ fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, usize)> {
 fn scrapes(addr: SocketAddr) {
     let mut i = 0u64;
     while !STOP.load(Ordering::Relaxed) {
-        let path = if i.is_multiple_of(2) {
-            "/metrics"
-        } else {
-            "/debug/pprof/heap"
+        let path = match i % 6 {
+            0 | 2 | 4 => "/metrics",
+            1 => "/debug/pprof/heap",
+            3 => "/debug/memory",
+            _ => "/debug/leaks?since=soak-start&max_age=1h",
         };
         match get(addr, path) {
             Ok((200, n)) if n > 0 => {
@@ -261,6 +293,8 @@ fn in_child(depth: u32, round: u64) -> ! {
         churn(round + r, &mut keep);
     }
     black_box(leakscope::snapshot());
+    black_box(leakscope::memory());
+    black_box(leakscope::marks::marks());
     let mut code = if leakscope::heap_stats().samples > 0 {
         0
     } else {
@@ -347,6 +381,7 @@ fn main() {
     // Warm up once (stdout's buffer, the tracked site's registration,
     // symbol caches, the server's first render), then read the baseline.
     println!("soak: starting");
+    leakscope::mark("soak-start").expect("a valid mark name");
     churn(0, &mut Vec::new());
     get(addr, "/metrics").expect("first scrape");
     get(addr, "/debug/pprof/heap").expect("first scrape");
@@ -357,6 +392,20 @@ fn main() {
         "soak: {secs} s, sample rate {rate}, server on {addr}; baseline: live {} bytes, metadata {} bytes, RSS {rss0} KiB",
         base.live_bytes, base.metadata_bytes
     );
+
+    // A dumper polling fast under its limits: its thread, its files and
+    // its reads of the heap run beside everything else.
+    let dump_dir = std::env::temp_dir().join(format!("leakscope-soak-{}", std::process::id()));
+    let dumper = leakscope::dumps::Dumper::builder(&dump_dir)
+        .heap_growth(1 << 20, Duration::from_secs(5))
+        .on_suspected_leak()
+        .poll_interval(Duration::from_millis(50))
+        .min_gap(Duration::from_secs(1))
+        .max_per_hour(3600)
+        .max_files(16)
+        .max_bytes(64 << 20)
+        .start()
+        .expect("dumper");
 
     let started = Instant::now();
     std::thread::spawn(move || {
@@ -452,6 +501,9 @@ fn main() {
     for (h, _) in workers {
         h.join().unwrap();
     }
+    let dumps = dumper.stats();
+    drop(dumper);
+    let _ = std::fs::remove_dir_all(&dump_dir);
     let elapsed = started.elapsed();
     // Read before the server is dropped: its handle is the application's
     // (allocated before the baseline), its threads' memory leakscope's.
@@ -495,7 +547,14 @@ fn main() {
         "soak: reconciliation: samples {}, live samples {}, dropped samples {}, system unwinds {}, metadata {} bytes (baseline {}), peak live {} bytes, RSS {} KiB (baseline {rss0})",
         s.samples, s.live_samples, s.dropped_samples, s.system_unwinds, s.metadata_bytes, base.metadata_bytes, s.peak_live_bytes, rss_kib()
     );
+    println!(
+        "soak: dumps: {} checks, {} written, {} failed, {} held back, {} files removed by the caps",
+        dumps.checks, dumps.written, dumps.failed, dumps.suppressed, dumps.removed_files
+    );
     let mut bad = Vec::new();
+    if dumps.failed > 0 || dumps.checks == 0 {
+        bad.push(format!("dumper: {dumps:?}"));
+    }
     // Everything the soak made is freed; what may remain is what the
     // runtime keeps for the process (thread-local caches, the snapshot
     // just taken is not counted yet: taken after `s`).
