@@ -53,24 +53,7 @@ fn main() {
     leakscope::__hooks::arm(leakscope::__hooks::Point::LoaderEnter, 20);
     leakscope::set_sample_rate(1);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut threads: Vec<_> = (0..2)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    black_box(vec![0u8; 32]);
-                }
-            })
-        })
-        .collect();
-    threads.push({
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                black_box(leakscope::snapshot());
-            }
-        })
-    });
+    let threads = fork_util::load_threads(&stop);
     let mut failures = Vec::new();
     for round in 0..100 {
         let pid = fork_util::spawn(child);

@@ -2,7 +2,36 @@
 //! `_exit`s with its result, and wait for it with a deadline.
 #![allow(dead_code)]
 
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// The load the fork tests fork under: two threads allocating small
+/// blocks (sampled at the tests' rate 1) and one taking snapshots, until
+/// `stop` is set.
+pub fn load_threads(stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
+    let mut threads: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    black_box(vec![0u8; 32]);
+                }
+            })
+        })
+        .collect();
+    threads.push({
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                black_box(leakscope::snapshot());
+            }
+        })
+    });
+    threads
+}
 
 /// Forks; the child runs `f` and `_exit`s with its return value (a panic
 /// in the child exits with 101).
