@@ -76,10 +76,12 @@
 //! unless told otherwise. So [`render`] writes the histogram families itself,
 //! exactly, and [`install`] appends them to the exporter's rendering.
 //! [`publish`], which can only speak the facade, writes each histogram as
-//! plain series a Prometheus server reads the same way: counters
-//! `<name>_bucket{...,le}` and `<name>_count`, and a gauge `<name>_sum`
-//! (their `# TYPE` is then `counter`/`gauge`, not `histogram`;
-//! `histogram_quantile()` works on them all the same).
+//! plain series a Prometheus server reads the same way: `<name>_bucket{...,le}`
+//! and `<name>_count`, counters for the lifetimes of dropped objects (they
+//! only add up) and gauges for the live ages and task idle times (the
+//! distribution of what is live now, which shrinks when objects go), and a
+//! gauge `<name>_sum` (their `# TYPE` is then `counter`/`gauge`, not
+//! `histogram`; `histogram_quantile()` works on them all the same).
 //!
 //! Nothing here runs on the allocation path: exporting reads a snapshot.
 //! The debug server's `/metrics` and [`install`]'s publisher read a light

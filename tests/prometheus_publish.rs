@@ -130,6 +130,28 @@ fn publish_lands_in_the_applications_recorder() {
         Some(198.0)
     );
 
+    // The live-age distribution is of what is live now: when the live
+    // objects go, its buckets and count go down with them (lifetimes, a
+    // count since start, do not).
+    let age_count = format!("leakscope_objects_live_age_seconds_count{{{ctx}}}");
+    let age_bucket = format!("leakscope_objects_live_age_seconds_bucket{{{ctx},le=\"+Inf\"}}");
+    assert_eq!(value(&t, &age_count), Some(2.0), "{t}");
+    assert_eq!(value(&t, &age_bucket), Some(2.0), "{t}");
+    let mut gone = snapshot(200, &[], &[]);
+    gone.objects[0].live = 0;
+    gone.objects[0].live_ages = Histogram::empty();
+    prometheus::publish(&gone);
+    let t = handle.render();
+    assert_eq!(value(&t, &age_count), Some(0.0), "{t}");
+    assert_eq!(value(&t, &age_bucket), Some(0.0), "{t}");
+    assert_eq!(
+        value(
+            &t,
+            &format!("leakscope_object_lifetime_seconds_count{{{ctx}}}")
+        ),
+        Some(198.0)
+    );
+
     // A lower total (a racing per-thread sum) does not move a counter back.
     prometheus::publish(&snapshot(150, &[], &[]));
     let t = handle.render();

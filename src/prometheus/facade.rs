@@ -1,8 +1,10 @@
 //! Publishing through the [`metrics`] facade: the same families as the
 //! text format, written into whatever recorder the application installed.
 //! The facade cannot take bucket counts, so each histogram becomes plain
-//! `_bucket`/`_count` counters and a `_sum` gauge (see the module docs of
-//! [`crate::prometheus`]).
+//! `_bucket`/`_count` series and a `_sum` gauge (see the module docs of
+//! [`crate::prometheus`]): counters for the lifetimes of dropped objects
+//! (they only ever add up), gauges for the distributions of what is live
+//! now (live ages, task idle times), which shrink when objects go.
 
 use std::collections::HashSet;
 
@@ -18,10 +20,12 @@ use super::Limits;
 /// `metrics::with_local_recorder`), with the default [`Limits`].
 ///
 /// Counters go through `Counter::absolute` (idempotent, never decreasing),
-/// gauges through `Gauge::set`. The two histograms become series a
-/// Prometheus server reads as histograms (`<name>_bucket{le}` and
-/// `<name>_count` counters, a `<name>_sum` gauge), because the facade cannot
-/// take bucket counts; see the module docs. Gauge series that left the
+/// gauges through `Gauge::set`. The histograms become series a Prometheus
+/// server reads as histograms (`<name>_bucket{le}`, `<name>_count` and
+/// `<name>_sum`), because the facade cannot take bucket counts: the
+/// lifetimes' buckets and count are counters (cumulative since start), the
+/// live ages' and idle times' are gauges, set to the distribution of what
+/// is live now (as counters they could never go down); see the module docs. Gauge series that left the
 /// export (a heap site out of the top, a holder gone) are set to 0 once.
 ///
 /// Call it from a timer or scrape thread, never from an allocator hook.
@@ -64,13 +68,29 @@ pub fn publish_with(snap: &Snapshot, limits: &Limits) {
                     (Value::Hist(h), _) => {
                         let (bucket, sum, count) = hist_names(f.name);
                         let cum = h.cumulative();
-                        for (i, c) in cum.iter().enumerate() {
-                            let mut l = labels.clone();
-                            l.push(metrics::Label::new("le", le_label(i)));
-                            metrics::counter!(bucket, l).absolute(*c);
+                        let total = cum.last().copied().unwrap_or(0);
+                        if cumulative_since_start(f.name) {
+                            for (i, c) in cum.iter().enumerate() {
+                                let mut l = labels.clone();
+                                l.push(metrics::Label::new("le", le_label(i)));
+                                metrics::counter!(bucket, l).absolute(*c);
+                            }
+                            metrics::counter!(count, labels.clone()).absolute(total);
+                        } else {
+                            // What is live now: the buckets go down too.
+                            for (i, c) in cum.iter().enumerate() {
+                                let mut l = labels.clone();
+                                l.push(metrics::Label::new("le", le_label(i)));
+                                metrics::gauge!(bucket, l).set(*c as f64);
+                                let mut key = s.labels.clone();
+                                key.push(("le", le_label(i)));
+                                gauges.insert((bucket, key));
+                            }
+                            metrics::gauge!(count, labels.clone()).set(total as f64);
+                            gauges.insert((count, s.labels.clone()));
                         }
-                        metrics::gauge!(sum, labels.clone()).set(h.sum_seconds);
-                        metrics::counter!(count, labels).absolute(cum.last().copied().unwrap_or(0));
+                        metrics::gauge!(sum, labels).set(h.sum_seconds);
+                        gauges.insert((sum, s.labels.clone()));
                     }
                 }
             }
@@ -111,15 +131,26 @@ fn hist_names(name: &str) -> (&'static str, &'static str, &'static str) {
     }
 }
 
+/// Whether a histogram family only ever adds up (lifetimes of dropped
+/// objects), as opposed to describing what is live now.
+fn cumulative_since_start(name: &str) -> bool {
+    name == LIFETIME
+}
+
 fn describe(f: &Family) {
     match f.kind {
         Kind::Counter => metrics::describe_counter!(f.name, f.help),
         Kind::Gauge => metrics::describe_gauge!(f.name, f.help),
         Kind::Histogram => {
             let (bucket, sum, count) = hist_names(f.name);
-            metrics::describe_counter!(bucket, f.help);
+            if cumulative_since_start(f.name) {
+                metrics::describe_counter!(bucket, f.help);
+                metrics::describe_counter!(count, f.help);
+            } else {
+                metrics::describe_gauge!(bucket, f.help);
+                metrics::describe_gauge!(count, f.help);
+            }
             metrics::describe_gauge!(sum, f.help);
-            metrics::describe_counter!(count, f.help);
         }
     }
 }
