@@ -162,6 +162,27 @@ pub(crate) fn origin(function: &str, file: Option<&str>) -> Origin {
     }
 }
 
+/// The crate a site's memory is attributed to, from its frames'
+/// `(function, file)`, innermost first: its first frame outside the
+/// toolchain's libraries (`std`, `core`, `alloc` and the crates std is
+/// built from), that is the library (or the application) that asked for
+/// the memory; the first frame's if every frame is the toolchain's.
+pub(crate) fn allocating_origin<'a>(
+    mut frames: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+) -> Origin {
+    // Lazily: usually the first frame (trimming leaves the user's code
+    // first) is the answer.
+    let first = frames.next().map(|(f, file)| origin(f, file));
+    match first {
+        Some(o) if !matches!(o, Origin::Toolchain(_) | Origin::Unknown) => o,
+        first => frames
+            .map(|(f, file)| origin(f, file))
+            .find(|x| !matches!(x, Origin::Toolchain(_) | Origin::Unknown))
+            .or(first)
+            .unwrap_or(Origin::Unknown),
+    }
+}
+
 /// leakscope's own source directory, as its debug info names it.
 const OWN_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
 

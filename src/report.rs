@@ -7,7 +7,7 @@
 
 use core::fmt;
 
-use crate::format::{fmt_bytes, fmt_duration, origin, short_function, Origin};
+use crate::format::{allocating_origin, fmt_bytes, fmt_duration, origin, short_function, Origin};
 use crate::snapshot::{
     Frame, HeapSite, HeapSnapshot, Holder, LabelCount, ObjectSite, RetainedReason, Snapshot,
 };
@@ -362,24 +362,8 @@ fn origins(frames: &[Frame]) -> Vec<Origin> {
         .collect()
 }
 
-/// The crate a site's memory is attributed to: its first frame outside
-/// the toolchain's libraries (`std`, `core`, `alloc` and the crates std is
-/// built from), that is the library (or the application) that asked for
-/// the memory; the first frame's if every frame is the toolchain's.
-pub(crate) fn allocating_origin(frames: &[Frame]) -> Origin {
-    // Lazily: usually the first frame (trimming leaves the user's code
-    // first) is the answer.
-    let of = |fr: &Frame| origin(&fr.function, fr.file.as_deref());
-    frames
-        .iter()
-        .map(of)
-        .find(|x| !matches!(x, Origin::Toolchain(_) | Origin::Unknown))
-        .or_else(|| frames.first().map(of))
-        .unwrap_or(Origin::Unknown)
-}
-
 /// `by crate: regex 92%, heap_growth (app) 5%, std 3%`: live bytes of the
-/// listed sites by allocating crate ([`allocating_origin`]).
+/// listed sites by allocating crate (`format::allocating_origin`).
 fn write_by_crate(f: &mut fmt::Formatter<'_>, live: &[&HeapSite]) -> fmt::Result {
     let total: u64 = live.iter().map(|s| s.live_bytes).sum();
     if total == 0 {
@@ -387,7 +371,11 @@ fn write_by_crate(f: &mut fmt::Formatter<'_>, live: &[&HeapSite]) -> fmt::Result
     }
     let mut by: Vec<(String, u64)> = Vec::new();
     for s in live {
-        let o = allocating_origin(&s.frames);
+        let o = allocating_origin(
+            s.frames
+                .iter()
+                .map(|f| (f.function.as_str(), f.file.as_deref())),
+        );
         let name = match &o {
             Origin::App(n) => format!("{n} (app)"),
             o => o.name().to_string(),
@@ -678,7 +666,11 @@ mod tests {
             Some("allocated in http (`HeaderMap::try_reserve_one`), for h2's `Recv::recv_headers`, called from the application's `myapp::serve`")
         );
         assert_eq!(
-            allocating_origin(&frames),
+            allocating_origin(
+                frames
+                    .iter()
+                    .map(|f| (f.function.as_str(), f.file.as_deref()))
+            ),
             Origin::Dependency("http".into())
         );
         let mut snap = Snapshot::default();

@@ -277,9 +277,13 @@ fn judge_sites(heap: &mut HeapSnapshot) {
         s.suspected = v.suspected;
         s.growing = v.growing;
         s.allocating_crate = Some(
-            crate::report::allocating_origin(&s.frames)
-                .name()
-                .to_string(),
+            crate::format::allocating_origin(
+                s.frames
+                    .iter()
+                    .map(|f| (f.function.as_str(), f.file.as_deref())),
+            )
+            .name()
+            .to_string(),
         );
     }
     // Suspected, then growing (the rule over less than a minute), then the
