@@ -53,6 +53,9 @@ fn every_route_answers() {
     for route in &ROUTES[1..] {
         assert!(r.text().contains(&format!("href=\"{route}")), "{route}");
     }
+    // The summary line, from the exact totals.
+    assert!(r.text().contains("<p>live "), "{}", r.text());
+    assert!(r.text().contains("| allocs "), "{}", r.text());
 
     // Metrics: Prometheus text with our families.
     let r = get(addr, "/metrics");

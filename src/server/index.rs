@@ -41,9 +41,12 @@ pub fn index() -> Response {
     for (href, what) in items {
         let _ = writeln!(html, "<li><a href=\"{href}\">{href}</a>: {what}</li>");
     }
-    let snap = crate::snapshot();
+    // The summary line needs the totals and the object sites only: the
+    // light read `/metrics` uses, not a walk of every live sample (the
+    // index is the page anyone can reload).
+    let snap = crate::snapshot::snapshot_with(&crate::SnapshotOptions::metrics());
     let _ = writeln!(html, "</ul>");
-    write_marks(&mut html, &snap.marks, snap.taken_at_ns);
+    write_marks(&mut html, &crate::marks::marks(), snap.taken_at_ns);
     let _ = writeln!(
         html,
         "<p>{}</p>\n</body></html>",
