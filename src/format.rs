@@ -266,6 +266,21 @@ pub(crate) fn function_crate(function: &str) -> Option<&str> {
     (end > 0 && tr[end..].starts_with("::")).then(|| &tr[..end])
 }
 
+/// The `Type` of `Type as Trait` (the inside of a qualified path), where
+/// `Type` may hold brackets and ` as ` of its own.
+fn type_of_qualified(inner: &str) -> &str {
+    let mut depth = 0i32;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth -= 1,
+            ' ' if depth == 0 && inner[i..].starts_with(" as ") => return &inner[..i],
+            _ => {}
+        }
+    }
+    inner
+}
+
 /// A function's name without its crate and module path and without
 /// generic arguments: the last two path segments
 /// (`h2::proto::streams::recv::Recv::recv_headers` → `Recv::recv_headers`;
@@ -292,16 +307,24 @@ pub(crate) fn short_function(function: &str) -> String {
     segs.push(cur);
     let tidy = |seg: &str| -> String {
         if let Some(inner) = seg.strip_prefix('<').and_then(|x| x.strip_suffix('>')) {
-            // `<Type as Trait>` or `<Type>`: the type's last segment.
-            let ty = short_function(inner.split(" as ").next().unwrap_or(inner));
+            // `<Type as Trait>` or `<Type>`: the type's last segment (the
+            // ` as ` outside nested brackets: the type may be qualified
+            // itself, `<<T as Tr>::Assoc as Tr2>`).
+            let ty = short_function(type_of_qualified(inner));
             return ty.rsplit("::").next().unwrap_or(&ty).to_string();
         }
         // Drop generic arguments: `Vec<T>` -> `Vec`.
         seg.split('<').next().unwrap_or(seg).to_string()
     };
+    // A `<...>` segment after the first is a function's generic arguments
+    // (`visit_str::<serde_json::Error>`, as the v0 mangling scheme spells
+    // them), not a path: dropped. Only the first can be a qualified path
+    // (`<T as Trait>`, `<Type>`).
     let segs: Vec<String> = segs
         .iter()
-        .map(|s| tidy(s))
+        .enumerate()
+        .filter(|(i, s)| *i == 0 || !s.starts_with('<'))
+        .map(|(_, s)| tidy(s))
         .filter(|s| !s.is_empty())
         .collect();
     let n = segs.len();
@@ -412,6 +435,17 @@ mod tests {
         assert_eq!(
             short_function("app::serve::{{closure}}"),
             "serve::{{closure}}"
+        );
+        // As the v0 mangling scheme demangles them (nightly, and builds
+        // with `-C symbol-mangling-version=v0`): inherent impls in angle
+        // brackets, generic arguments spelled out.
+        assert_eq!(
+            short_function("<heap_growth::example::ResponseCache>::remember"),
+            "ResponseCache::remember"
+        );
+        assert_eq!(
+            short_function("<<serde_json::value::Value as serde_core::de::Deserialize>::deserialize::ValueVisitor as serde_core::de::Visitor>::visit_str::<serde_json::error::Error>"),
+            "ValueVisitor::visit_str"
         );
     }
 
