@@ -722,11 +722,11 @@ fn resident_bytes(start: usize, end: usize) -> u64 {
     let mut at = start;
     while at < end {
         let len = (end - at).min(vec.len() * page);
+        // A mapping unmapped since /proc/self/maps was read makes mincore
+        // fail with ENOMEM, and the loop stops.
         // SAFETY: `at..at + len` is a page-aligned range of this process's
-        // address space (a mapping listed in /proc/self/maps; were it
-        // unmapped meanwhile, mincore fails with ENOMEM and we stop), and
-        // `vec` has room for one byte per page of it (`len` is at most
-        // `vec.len()` pages).
+        // address space, and `vec` has a byte per page of it (`len` is at
+        // most `vec.len()` pages).
         let rc = unsafe { libc::mincore(at as *mut libc::c_void, len, vec.as_mut_ptr()) };
         if rc != 0 {
             break;

@@ -738,10 +738,10 @@ mod tests {
         // SAFETY: `Tables` is not zero-sized.
         let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut Tables;
         assert!(!p.is_null());
-        // SAFETY: `p` was allocated by the global allocator with `Tables`'s
-        // layout, as `Box` requires, and every field of `Tables` is an
-        // integer, float or array of them, for which all-zero bytes are a
-        // valid value (and the empty state).
+        // Every field of `Tables` is an integer, float or array of them:
+        // all-zero bytes are a valid value (and the empty state).
+        // SAFETY: `p` came from the global allocator with `Tables`'s layout,
+        // as `Box` requires, and holds a valid (zeroed) `Tables`.
         unsafe { Box::from_raw(p) }
     }
 

@@ -43,10 +43,11 @@ impl Mapped {
         if len == 0 {
             return None;
         }
+        // If the file is truncated later, reads past its end fault: the same
+        // exposure as `backtrace`'s; installed binaries are replaced, not
+        // truncated.
         // SAFETY: a new private read-only mapping of an open file at no
-        // fixed address: no existing memory is affected. (If the file is
-        // truncated later, reads past its end fault: the same exposure as
-        // `backtrace`'s, and installed binaries are replaced, not truncated.)
+        // fixed address: no existing memory is affected.
         let ptr = unsafe {
             libc::mmap(
                 core::ptr::null_mut(),
@@ -63,10 +64,11 @@ impl Mapped {
     /// The file's bytes, for as long as `self` lives: callers keep `self`
     /// next to (and dropped after) anything that borrows them.
     fn bytes(&self) -> &'static [u8] {
+        // The `'static` is the lie every self-referential holder tells:
+        // `Object` declares its borrowers before the mappings, so they are
+        // dropped first.
         // SAFETY: `ptr` is a live mapping of `len` readable bytes until
-        // `self` is dropped. The `'static` is the lie that every
-        // self-referential holder tells: `Object` declares its borrowers
-        // before the mappings, so they are dropped first.
+        // `self` is dropped, and no borrower outlives `self` (above).
         unsafe { core::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
     }
 }
@@ -409,10 +411,10 @@ fn section_data(
     }
     let p: *const [u8] = &*buf;
     out.push(buf);
-    // SAFETY: the box's heap contents stay where they are when the box moves
-    // into `out`, and `out` (the `Object`'s `decompressed`) is kept, never
-    // mutated but by pushing, until after every borrower is dropped (field
-    // order in `Object`).
+    // `out` (the `Object`'s `decompressed`) is never mutated but by pushing,
+    // and is dropped after every borrower (field order in `Object`).
+    // SAFETY: the box's heap contents stay put when the box moves into
+    // `out`, which outlives every borrower of them (above).
     Some(unsafe { &*p })
 }
 

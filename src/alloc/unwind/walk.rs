@@ -83,10 +83,10 @@ fn walk_frames(
         if addr < floor || addr > hi.saturating_sub(8) || !addr.is_multiple_of(8) {
             return None;
         }
-        // SAFETY: `[floor, hi)` is this thread's stack from the walk's
-        // own frame to its top: mapped and readable while this frame
-        // runs; the address is aligned and the 8 bytes lie inside it.
         #[cfg(not(leakscope_asan))]
+        // SAFETY: `[floor, hi)` is this thread's stack from the walk's own
+        // frame to its top, readable while this frame runs; the address is
+        // aligned and the 8 bytes lie inside it.
         let v = unsafe { core::ptr::read_volatile(addr as *const u64) };
         // ASan build: the same read as the intrinsic, so the load is
         // emitted here, where instrumentation is off (see above):
